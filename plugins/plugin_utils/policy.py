@@ -1,0 +1,641 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The policy engine: inventory host vars in, per-firewall rule sets out.
+
+Controller-side only (it needs netaddr). The contract it fulfils is docs/policy-model.md;
+the seed rows it expands are data/seed_tables.yml. Every input error is collected and
+raised at once as PolicyError, each message naming the host and the variable, before any
+firewall is touched.
+"""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+try:
+    import netaddr
+except ImportError:  # pragma: no cover - reported by the filter with a clear message
+    netaddr = None
+
+SCHEMA_VERSION = 1
+CATALOG_PATH = Path(__file__).resolve().parents[2] / "data" / "seed_tables.yml"
+
+ROLES = ("reverse_proxy", "access_edge", "web_conferencing_edge", "av_edge")
+NETWORK_PLATFORMS = ("nftables", "iptables", "pfsense")
+HOST_PLATFORMS = ("nftables", "iptables", "windows")
+SIDES = ("internal", "external")
+# Zones each firewall side sits between (the page's figure 7).
+SIDE_ZONES = {"internal": ("perimeter", "internal"), "external": ("internet", "perimeter")}
+SITE_KINDS = ("central", "remote")
+DEFAULT_SITE = "central"
+
+# Every variable the engine reads; the filter passes only these on.
+DEPLOYMENT_VARS = (
+    "ocs_topology", "ocs_director", "ocs_next_hop", "ocs_arrays", "ocs_sites",
+    "ocs_allow_nonpublic_av_addresses",
+)
+HOST_VARS = (
+    "ocs_edge_roles", "ocs_site", "ocs_internal_ip", "ocs_external_ip", "ocs_array",
+    "ocs_host_firewall", "ocs_firewall_side", "ocs_firewall_platform",
+    "ocs_firewall_interfaces", "ocs_management_networks", "ocs_management_ports",
+)
+ALL_VARS = DEPLOYMENT_VARS + HOST_VARS
+
+# Names end up in rule ids, comments, nft/iptables/pfSense text: keep them plain.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,23}$")
+_HOSTNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,31}$")
+
+
+class PolicyError(ValueError):
+    """Bad inventory input. `errors` holds one message per problem."""
+
+    def __init__(self, errors):
+        self.errors = list(errors)
+        super().__init__(
+            "the OCS edge firewall inventory has %d error(s):\n- %s"
+            % (len(self.errors), "\n- ".join(self.errors))
+        )
+
+
+@lru_cache(maxsize=1)
+def load_catalog():
+    """The seed tables (data/seed_tables.yml) as a dict."""
+    with CATALOG_PATH.open(encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def _rows_by_table():
+    rows = {}
+    for row in load_catalog()["rows"]:
+        rows.setdefault(row["table"], []).append(row)
+    return rows
+
+
+class _Checker:
+    """Collects errors; each message says which host and which variable."""
+
+    def __init__(self):
+        self.errors = []
+
+    def fail(self, where, var, message):
+        self.errors.append("%s: %s: %s" % (where, var, message))
+
+    def ip(self, value, where, var):
+        """A canonical IPv4 address string, or None after recording an error."""
+        if not isinstance(value, str):
+            self.fail(where, var, "must be an IPv4 address string, got %r" % (value,))
+            return None
+        if not value or re.search(r"[\s;'\"`$\\{}]", value):
+            self.fail(where, var, "%r contains characters that cannot be in an address" % value)
+            return None
+        try:
+            addr = netaddr.IPAddress(value)
+        except (netaddr.AddrFormatError, ValueError, TypeError):
+            self.fail(where, var, "%r is not an IPv4 address" % value)
+            return None
+        if addr.version != 4:
+            self.fail(where, var, "%r is IPv6; the edge policy is IPv4 only" % value)
+            return None
+        if str(addr) != value:
+            self.fail(where, var, "%r is not written in canonical dotted-quad form (%s)" % (value, addr))
+            return None
+        return value
+
+    def network(self, value, where, var):
+        if not isinstance(value, str) or re.search(r"[\s;'\"`$\\{}]", value or " "):
+            self.fail(where, var, "%r is not an IPv4 address or CIDR" % (value,))
+            return None
+        try:
+            net = netaddr.IPNetwork(value)
+        except (netaddr.AddrFormatError, ValueError, TypeError):
+            self.fail(where, var, "%r is not an IPv4 address or CIDR" % value)
+            return None
+        if net.version != 4:
+            self.fail(where, var, "%r is IPv6; the edge policy is IPv4 only" % value)
+            return None
+        if "/" in value and str(net.cidr) != value:
+            self.fail(where, var, "%r has host bits set (did you mean %s?)" % (value, net.cidr))
+            return None
+        return str(net.cidr) if "/" in value else str(net.ip)
+
+    def name(self, value, where, var, pattern=_NAME):
+        if not isinstance(value, str) or not pattern.match(value):
+            self.fail(where, var, "%r must be a plain name (letters, digits, '_', '.', '-')" % (value,))
+            return None
+        return value
+
+
+def _host_value(hv, key, default=None):
+    value = hv.get(key, default)
+    return default if value is None else value
+
+
+def _deployment(hostvars, participants, chk):
+    """Deployment-wide variables must be the same on every participating host."""
+    seen = {}
+    for var in DEPLOYMENT_VARS:
+        values = {}
+        for host in participants:
+            if var in hostvars[host] and hostvars[host][var] is not None:
+                values.setdefault(repr(hostvars[host][var]), (host, hostvars[host][var]))
+        if len(values) > 1:
+            (h1, v1), (h2, v2) = list(values.values())[:2]
+            chk.fail("host %s" % h2, var, "is %r here but %r on host %s; deployment-wide "
+                     "variables belong in group_vars/all" % (v2, v1, h1))
+        seen[var] = next(iter(values.values()))[1] if values else None
+    return seen
+
+
+def _per_role_ip(value, roles, where, var, chk):
+    """ocs_internal_ip / ocs_external_ip: one address, or a dict role -> address."""
+    if value is None:
+        chk.fail(where, var, "is required for roles %s" % ", ".join(roles))
+        return {}
+    if isinstance(value, dict):
+        out = {}
+        for key in value:
+            if key not in roles:
+                chk.fail(where, "%s.%s" % (var, key), "is not one of this server's ocs_edge_roles %s" % list(roles))
+        for role in roles:
+            if role not in value:
+                chk.fail(where, "%s.%s" % (var, role), "is required (the server has role %s)" % role)
+                continue
+            addr = chk.ip(value[role], where, "%s.%s" % (var, role))
+            if addr:
+                out[role] = addr
+        return out
+    addr = chk.ip(value, where, var)
+    return {role: addr for role in roles} if addr else {}
+
+
+def _servers(hostvars, chk):
+    servers = {}
+    for host, hv in hostvars.items():
+        roles = hv.get("ocs_edge_roles")
+        if roles is None:
+            continue
+        where = "host %s" % host
+        chk.name(host, where, "inventory_hostname", _HOSTNAME)
+        if not isinstance(roles, (list, tuple)) or not roles:
+            chk.fail(where, "ocs_edge_roles", "must be a non-empty list of %s" % ", ".join(ROLES))
+            continue
+        bad = [r for r in roles if r not in ROLES]
+        if bad:
+            chk.fail(where, "ocs_edge_roles", "unknown role(s) %s; known: %s" % (bad, ", ".join(ROLES)))
+            continue
+        if len(set(roles)) != len(roles):
+            chk.fail(where, "ocs_edge_roles", "lists a role twice: %s" % list(roles))
+        roles = tuple(r for r in ROLES if r in roles)
+        site = chk.name(_host_value(hv, "ocs_site", DEFAULT_SITE), where, "ocs_site")
+        array = hv.get("ocs_array")
+        if array is not None:
+            array = chk.name(array, where, "ocs_array")
+        host_fw = hv.get("ocs_host_firewall")
+        if host_fw is not None and host_fw not in HOST_PLATFORMS:
+            chk.fail(where, "ocs_host_firewall", "%r is not one of %s" % (host_fw, ", ".join(HOST_PLATFORMS)))
+            host_fw = None
+        servers[host] = {
+            "name": host,
+            "roles": roles,
+            "site": site,
+            "array": array,
+            "host_firewall": host_fw,
+            "internal": _per_role_ip(hv.get("ocs_internal_ip"), roles, where, "ocs_internal_ip", chk),
+            "external": _per_role_ip(hv.get("ocs_external_ip"), roles, where, "ocs_external_ip", chk),
+        }
+    return servers
+
+
+def _arrays(value, servers, chk):
+    arrays = {}
+    if value is None:
+        return arrays
+    if not isinstance(value, dict):
+        chk.fail("group_vars", "ocs_arrays", "must be a dict: array name -> {role, internal_vip, external_vip}")
+        return arrays
+    for name, spec in value.items():
+        var = "ocs_arrays.%s" % name
+        if not chk.name(name, "group_vars", var):
+            continue
+        if not isinstance(spec, dict):
+            chk.fail("group_vars", var, "must be a dict with role, internal_vip, external_vip")
+            continue
+        unknown = set(spec) - {"role", "site", "internal_vip", "external_vip"}
+        if unknown:
+            chk.fail("group_vars", var, "unknown key(s) %s" % sorted(unknown))
+        if spec.get("role") not in ROLES:
+            chk.fail("group_vars", var + ".role", "%r is not one of %s" % (spec.get("role"), ", ".join(ROLES)))
+        arrays[name] = {
+            "role": spec.get("role"),
+            "site": spec.get("site"),
+            "internal_vip": chk.ip(spec["internal_vip"], "group_vars", var + ".internal_vip")
+            if spec.get("internal_vip") is not None else None,
+            "external_vip": chk.ip(spec["external_vip"], "group_vars", var + ".external_vip")
+            if spec.get("external_vip") is not None else None,
+        }
+    for srv in servers.values():
+        if srv["array"] is None:
+            continue
+        arr = arrays.get(srv["array"])
+        where = "host %s" % srv["name"]
+        if arr is None:
+            chk.fail(where, "ocs_array", "%r is not defined in ocs_arrays" % srv["array"])
+        elif arr["role"] not in srv["roles"]:
+            chk.fail(where, "ocs_array", "array %r is for role %s, which this server does not have"
+                     % (srv["array"], arr["role"]))
+        elif arr["site"] not in (None, srv["site"]):
+            chk.fail(where, "ocs_site", "is %r but its array %r is at site %r" % (srv["site"], srv["array"], arr["site"]))
+    return arrays
+
+
+def _site_kinds(topology, sites_var, servers, firewalls, chk):
+    catalog_sites = load_catalog()["topologies"][topology]["sites"]
+    used = sorted({s["site"] for s in servers.values()} | {f["site"] for f in firewalls.values()} - {None})
+    if set(catalog_sites) == {"central"}:
+        for srv in list(servers.values()) + list(firewalls.values()):
+            if srv["site"] not in (None, DEFAULT_SITE):
+                chk.fail("host %s" % srv["name"], "ocs_site", "topology %s has one site, %r; got %r"
+                         % (topology, DEFAULT_SITE, srv["site"]))
+        return {DEFAULT_SITE: "central"}
+    kinds = {}
+    if sites_var is not None:
+        if not isinstance(sites_var, dict):
+            chk.fail("group_vars", "ocs_sites", "must be a dict: site name -> {kind: central|remote}")
+            sites_var = {}
+        for name, spec in sites_var.items():
+            kind = spec.get("kind") if isinstance(spec, dict) else None
+            if chk.name(name, "group_vars", "ocs_sites.%s" % name) and kind in SITE_KINDS:
+                kinds[name] = kind
+            else:
+                chk.fail("group_vars", "ocs_sites.%s.kind" % name, "%r is not one of %s" % (kind, ", ".join(SITE_KINDS)))
+    for site in used:
+        kinds.setdefault(site, "central" if site == DEFAULT_SITE else "remote")
+    if sum(1 for k in kinds.values() if k == "central") > 1:
+        chk.fail("group_vars", "ocs_sites", "more than one central site: %s" % sorted(k for k, v in kinds.items() if v == "central"))
+    return kinds
+
+
+def _firewalls(hostvars, chk):
+    firewalls = {}
+    for host, hv in hostvars.items():
+        side = hv.get("ocs_firewall_side")
+        if side is None:
+            continue
+        where = "host %s" % host
+        chk.name(host, where, "inventory_hostname", _HOSTNAME)
+        if "ocs_edge_roles" in hv and hv["ocs_edge_roles"] is not None:
+            chk.fail(where, "ocs_firewall_side", "a host is either a firewall or a perimeter server, "
+                     "not both (use ocs_host_firewall for a server's own firewall)")
+        if side not in SIDES:
+            chk.fail(where, "ocs_firewall_side", "%r is not one of %s" % (side, ", ".join(SIDES)))
+            continue
+        platform = _host_value(hv, "ocs_firewall_platform", "nftables")
+        if platform not in NETWORK_PLATFORMS:
+            hint = " (Windows Firewall is a host firewall: set ocs_host_firewall on the server)" \
+                if platform == "windows" else ""
+            chk.fail(where, "ocs_firewall_platform", "%r is not one of %s%s" % (platform, ", ".join(NETWORK_PLATFORMS), hint))
+            continue
+        interfaces = _interfaces(hv.get("ocs_firewall_interfaces"), side, platform, where, chk)
+        firewalls[host] = {
+            "name": host,
+            "side": side,
+            "site": chk.name(_host_value(hv, "ocs_site", DEFAULT_SITE), where, "ocs_site"),
+            "platform": platform,
+            "mode": "network",
+            "interfaces": interfaces,
+            "management": _management(hv, platform, where, chk),
+        }
+    return firewalls
+
+
+def _interfaces(value, side, platform, where, chk):
+    zones = SIDE_ZONES[side]
+    if value is None:
+        if platform == "pfsense":
+            chk.fail(where, "ocs_firewall_interfaces", "is required on pfSense (rules are bound to the "
+                     "interface a packet enters by): give %s" % ", ".join("%s: <if>" % z for z in zones))
+        return {}
+    if not isinstance(value, dict):
+        chk.fail(where, "ocs_firewall_interfaces", "must be a dict zone -> interface name")
+        return {}
+    out = {}
+    for zone, ifname in value.items():
+        if zone not in zones:
+            chk.fail(where, "ocs_firewall_interfaces.%s" % zone, "an %s firewall sits between %s; "
+                     "%r is not one of them" % (side, " and ".join(zones), zone))
+            continue
+        if chk.name(ifname, where, "ocs_firewall_interfaces.%s" % zone, _IFNAME):
+            out[zone] = ifname
+    missing = [z for z in zones if z not in out]
+    if missing and (platform == "pfsense" or out):
+        chk.fail(where, "ocs_firewall_interfaces", "names no interface for zone(s) %s" % ", ".join(missing))
+    return out
+
+
+def _management(hv, platform, where, chk):
+    nets = hv.get("ocs_management_networks")
+    ports = _host_value(hv, "ocs_management_ports", [22])
+    sources = []
+    if nets is None or nets == []:
+        if platform in ("nftables", "iptables"):
+            chk.fail(where, "ocs_management_networks", "is required and must not be empty: the rule set "
+                     "must keep the management connection (Ansible/SSH) open")
+    elif not isinstance(nets, (list, tuple)):
+        chk.fail(where, "ocs_management_networks", "must be a list of IPv4 addresses/CIDRs")
+    else:
+        for i, net in enumerate(nets):
+            norm = chk.network(net, where, "ocs_management_networks[%d]" % i)
+            if norm:
+                sources.append(norm)
+    out_ports = []
+    if not isinstance(ports, (list, tuple)):
+        ports = [ports]
+    for i, port in enumerate(ports):
+        if isinstance(port, bool) or not re.fullmatch(r"\d{1,5}", str(port)) or not 0 < int(port) < 65536:
+            chk.fail(where, "ocs_management_ports[%d]" % i, "%r is not a TCP port number" % (port,))
+        else:
+            out_ports.append(str(int(port)))
+    return {"sources": sorted(set(sources)), "ports": sorted(set(out_ports), key=int)}
+
+
+def _claims(servers, arrays, director, next_hop, chk):
+    """The same address claimed by two different owners is an error."""
+    owners = {}
+
+    def claim(addr, owner, label):
+        if addr:
+            owners.setdefault(addr, {}).setdefault(owner, label)
+
+    for srv in servers.values():
+        for side in ("internal", "external"):
+            for role, addr in srv[side].items():
+                claim(addr, "host %s" % srv["name"], "ocs_%s_ip" % side)
+    for name, arr in arrays.items():
+        for side in SIDES:
+            claim(arr["%s_vip" % side], "array %s" % name, "ocs_arrays.%s.%s_vip" % (name, side))
+    claim(director, "the Director", "ocs_director")
+    claim(next_hop, "the next hop", "ocs_next_hop")
+    for addr, who in sorted(owners.items()):
+        if len(who) > 1:
+            items = sorted(who.items())
+            chk.fail(items[1][0], items[1][1], "address %s is also claimed by %s (%s)"
+                     % (addr, items[0][0], items[0][1]))
+
+
+def _ports(value):
+    return None if value == "any" else [value]
+
+
+def _rule_id(site, table, figure, direction):
+    return "%s-t%d-f%d-%s" % (site, table, figure, "in" if direction == "inbound" else "out")
+
+
+def _local_initiates(firewall, direction):
+    """Who opens the connection: the perimeter server (True) or the remote side."""
+    return (firewall, direction) in (("internal", "inbound"), ("external", "outbound"))
+
+
+def _pfrule(rule, src, dst, chain):
+    firewall, direction = rule["firewall"], rule["direction"]
+    local_first = _local_initiates(firewall, direction)
+    # The perimeter server sits in the perimeter; its peer is inside or on the Internet.
+    remote_zone = "internal" if firewall == "internal" else "internet"
+    return {
+        "id": rule["id"],
+        "table": rule["table"],
+        "figure": rule["figure"],
+        "server_role": rule["server_role"],
+        "service": rule["service"],
+        "direction": direction,
+        "protocol": rule["protocol"],
+        "src": src,
+        "dst": dst,
+        "sport": rule["local_ports"] if local_first else rule["remote_ports"],
+        "dport": rule["remote_ports"] if local_first else rule["local_ports"],
+        "src_zone": "perimeter" if local_first else remote_zone,
+        "dst_zone": remote_zone if local_first else "perimeter",
+        "chain": chain,
+        "comment": "ocs %s table %d figure %d %s %s" % (
+            rule["id"], rule["table"], rule["figure"], rule["server_role"], rule["service"]),
+    }
+
+
+def network_pfrule(rule):
+    """The packet-filter rule a network firewall needs for a RULE."""
+    if _local_initiates(rule["firewall"], rule["direction"]):
+        return _pfrule(rule, rule["local_addresses"], rule["remote_addresses"], "forward")
+    return _pfrule(rule, rule["remote_addresses"], rule["local_addresses"], "forward")
+
+
+def host_pfrule(rule, own_addresses):
+    """The same flow seen from one server's own firewall."""
+    if _local_initiates(rule["firewall"], rule["direction"]):
+        return _pfrule(rule, own_addresses, rule["remote_addresses"], "output")
+    return _pfrule(rule, rule["remote_addresses"], own_addresses, "input")
+
+
+def build_policy(hostvars):
+    """Compute the policy of docs/policy-model.md from {hostname: {var: value}}.
+
+    Raises PolicyError listing every input problem at once.
+    """
+    if netaddr is None:
+        raise PolicyError(["controller: python library netaddr is required (pip install netaddr)"])
+    chk = _Checker()
+    warnings = []
+    hostvars = {h: (hv or {}) for h, hv in hostvars.items()}
+    participants = [h for h, hv in hostvars.items()
+                    if hv.get("ocs_edge_roles") is not None or hv.get("ocs_firewall_side") is not None]
+    if not participants:
+        raise PolicyError(["inventory: no host has ocs_edge_roles or ocs_firewall_side; nothing to compute"])
+    dep = _deployment(hostvars, participants, chk)
+    catalog = load_catalog()
+    topology = dep["ocs_topology"]
+    if topology not in catalog["topologies"]:
+        chk.fail("group_vars", "ocs_topology", "%r is not one of %s" % (topology, ", ".join(catalog["topologies"])))
+        raise PolicyError(chk.errors)
+
+    servers = _servers(hostvars, chk)
+    firewalls = _firewalls(hostvars, chk)
+    arrays = _arrays(dep["ocs_arrays"], servers, chk)
+    director = chk.ip(dep["ocs_director"], "group_vars", "ocs_director") if dep["ocs_director"] is not None else None
+    next_hop = chk.ip(dep["ocs_next_hop"], "group_vars", "ocs_next_hop") if dep["ocs_next_hop"] is not None else None
+    site_kinds = _site_kinds(topology, dep["ocs_sites"], servers, firewalls, chk)
+    _claims(servers, arrays, director, next_hop, chk)
+    allow_nonpublic = bool(dep["ocs_allow_nonpublic_av_addresses"])
+
+    # Roles the site may carry, and the multi_site remote-site single A/V Edge.
+    for srv in servers.values():
+        kind = site_kinds.get(srv["site"])
+        tables = catalog["topologies"][topology]["sites"].get(kind, [])
+        allowed = {catalog["tables"][t]["role"] for t in tables}
+        for role in srv["roles"]:
+            if role not in allowed:
+                chk.fail("host %s" % srv["name"], "ocs_edge_roles", "role %s is not allowed at %s site %r of "
+                         "topology %s (tables %s have no %s rows%s)" % (
+                             role, kind, srv["site"], topology, ", ".join(map(str, tables)), role,
+                             "; remote users use the central site's Access Edge" if role == "access_edge" else ""))
+    if topology == "multi_site":
+        for site, kind in site_kinds.items():
+            avs = sorted(s["name"] for s in servers.values() if s["site"] == site and "av_edge" in s["roles"])
+            if kind == "remote" and len(avs) > 1:
+                chk.fail("host %s" % avs[1], "ocs_edge_roles", "topology multi_site allows a single A/V Edge Server "
+                         "at remote site %r (also on %s); use scaled_remote_site for an A/V array" % (site, avs[0]))
+
+    # The A/V Edge's external address (and VIP) must be publicly routable (page, tables 12-26).
+    for srv in servers.values():
+        if "av_edge" not in srv["roles"] or "av_edge" not in srv["external"]:
+            continue
+        checks = [(srv["external"]["av_edge"], "host %s" % srv["name"], "ocs_external_ip")]
+        if srv["array"] in arrays and arrays[srv["array"]]["external_vip"]:
+            checks.append((arrays[srv["array"]]["external_vip"], "group_vars", "ocs_arrays.%s.external_vip" % srv["array"]))
+        for addr, where, var in checks:
+            if not netaddr.IPAddress(addr).is_global():
+                msg = ("%s: %s: %s is not a publicly routable address; the page requires the A/V Edge external "
+                       "address to be publicly routable and not NATed" % (where, var, addr))
+                if allow_nonpublic:
+                    warnings.append(msg + " (allowed by ocs_allow_nonpublic_av_addresses)")
+                else:
+                    chk.errors.append(msg + " (set ocs_allow_nonpublic_av_addresses: true only for labs)")
+
+    if chk.errors:
+        raise PolicyError(chk.errors)
+
+    rules = _expand(topology, site_kinds, servers, arrays, director, next_hop, chk, warnings)
+    if chk.errors:
+        raise PolicyError(chk.errors)
+
+    fw_out = {}
+    for name, fw in sorted(firewalls.items()):
+        mine = [network_pfrule(r) for r in rules if r["firewall"] == fw["side"] and r["site"] == fw["site"]]
+        if fw["site"] not in site_kinds:
+            warnings.append("host %s: ocs_site: site %r has no perimeter servers; the firewall gets no rules"
+                            % (name, fw["site"]))
+        fw_out[name] = {k: fw[k] for k in ("side", "site", "platform", "mode", "interfaces", "management")}
+        fw_out[name]["rules"] = mine
+    for site in site_kinds:
+        for side in SIDES:
+            if any(r["site"] == site and r["firewall"] == side for r in rules) and not any(
+                    f["site"] == site and f["side"] == side for f in firewalls.values()):
+                warnings.append("site %s: no %s firewall in the inventory (a host with ocs_firewall_side: %s); "
+                                "its rules are exported but not enforced" % (site, side, side))
+    for name, srv in sorted(servers.items()):
+        if not srv["host_firewall"]:
+            continue
+        mine = []
+        for rule in rules:
+            if name not in rule["servers"]:
+                continue
+            side = "internal" if rule["local_address"].startswith("internal") else "external"
+            mine.append(host_pfrule(rule, [srv[side][rule["server_role"]]]))
+        hv = hostvars[name]
+        fw_out[name] = {
+            "side": "host",
+            "site": srv["site"],
+            "platform": srv["host_firewall"],
+            "mode": "host",
+            "interfaces": {},
+            "management": _management(hv, srv["host_firewall"], "host %s" % name, chk),
+            "rules": mine,
+        }
+    if chk.errors:
+        raise PolicyError(chk.errors)
+
+    public_rules = [{k: v for k, v in r.items() if k != "local_address"} for r in rules]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "topology": topology,
+        "deployment": {
+            "director": director,
+            "next_hop": next_hop,
+            "sites": dict(sorted(site_kinds.items())),
+            "arrays": {n: dict(a) for n, a in sorted(arrays.items())},
+        },
+        "rules": public_rules,
+        "firewalls": fw_out,
+        "warnings": warnings,
+    }
+
+
+def _expand(topology, site_kinds, servers, arrays, director, next_hop, chk, warnings):
+    """Seed rows x sites -> RULEs with concrete addresses."""
+    catalog = load_catalog()
+    by_table = _rows_by_table()
+    rules = []
+    order = sorted(site_kinds, key=lambda s: (site_kinds[s] != "central", s))
+    for site in order:
+        tables = catalog["topologies"][topology]["sites"][site_kinds[site]]
+        for table in tables:
+            role = catalog["tables"][table]["role"]
+            members = sorted((s for s in servers.values() if s["site"] == site and role in s["roles"]),
+                             key=lambda s: s["name"])
+            if not members:
+                warnings.append("site %s: no %s server in the inventory; table %d is skipped" % (site, role, table))
+                continue
+            for row in by_table[table]:
+                local = _local_addresses(row, role, members, arrays, chk)
+                remote = _remote_addresses(row, members, director, next_hop, chk)
+                directions = ["inbound", "outbound"] if row["direction"] == "both" else [row["direction"]]
+                for direction in directions:
+                    rules.append({
+                        "id": _rule_id(site, table, row["figure"], direction),
+                        "table": table,
+                        "figure": row["figure"],
+                        "row": row["row"],
+                        "server_role": role,
+                        "firewall": row["firewall"],
+                        "direction": direction,
+                        "protocol": row["protocol"],
+                        "service": row["service"],
+                        "local_ports": _ports(row["local_ports"]),
+                        "remote_ports": _ports(row["remote_ports"]),
+                        "local_addresses": local,
+                        "remote_addresses": remote,
+                        "site": site,
+                        "servers": [m["name"] for m in members],
+                        "local_address": row["local_address"],
+                    })
+    return rules
+
+
+def _local_addresses(row, role, members, arrays, chk):
+    ref = row["local_address"]
+    side = "internal" if ref.startswith("internal") else "external"
+    found = set()
+    if ref.endswith("_ip") or ref.endswith("_ip_and_vip"):
+        found.update(m[side][role] for m in members if role in m[side])
+    if ref.endswith("_vip"):
+        for m in members:
+            where = "host %s" % m["name"]
+            what = "table %d row %d (figure %d) uses the %s VIP of the %s array" % (
+                row["table"], row["row"], row["figure"], side, role)
+            if not m["array"]:
+                chk.fail(where, "ocs_array", "is not set, but %s: put the server in an array of ocs_arrays" % what)
+                continue
+            vip = arrays.get(m["array"], {}).get("%s_vip" % side)
+            if not vip:
+                chk.fail(where, "ocs_arrays.%s.%s_vip" % (m["array"], side), "is not set, but %s" % what)
+                continue
+            found.add(vip)
+    return sorted(found, key=lambda a: tuple(int(x) for x in a.split(".")))
+
+
+def _remote_addresses(row, members, director, next_hop, chk):
+    ref = row["remote_address"]
+    if ref == "any":
+        return None
+    if ref == "director_or_any":
+        return [director] if director else None
+    # next_hop: the Director (or Director pool VIP) if deployed, else the next-hop server.
+    if director:
+        return [director]
+    if next_hop:
+        return [next_hop]
+    chk.fail("host %s" % members[0]["name"], "ocs_next_hop",
+             "neither ocs_director nor ocs_next_hop is set, but table %d row %d (figure %d) needs the "
+             "next hop server's address" % (row["table"], row["row"], row["figure"]))
+    return []
