@@ -254,7 +254,7 @@ def _arrays(value, servers, chk):
 
 def _site_kinds(topology, sites_var, servers, firewalls, chk):
     catalog_sites = load_catalog()["topologies"][topology]["sites"]
-    used = sorted({s["site"] for s in servers.values()} | {f["site"] for f in firewalls.values()} - {None})
+    used = sorted(({s["site"] for s in servers.values()} | {f["site"] for f in firewalls.values()}) - {None})
     if set(catalog_sites) == {"central"}:
         for srv in list(servers.values()) + list(firewalls.values()):
             if srv["site"] not in (None, DEFAULT_SITE):
@@ -465,6 +465,8 @@ def build_policy(hostvars):
     director = chk.ip(dep["ocs_director"], "group_vars", "ocs_director") if dep["ocs_director"] is not None else None
     next_hop = chk.ip(dep["ocs_next_hop"], "group_vars", "ocs_next_hop") if dep["ocs_next_hop"] is not None else None
     site_kinds = _site_kinds(topology, dep["ocs_sites"], servers, firewalls, chk)
+    if chk.errors:  # cross-checks below need well-formed hosts; report these first
+        raise PolicyError(chk.errors)
     _claims(servers, arrays, director, next_hop, chk)
     allow_nonpublic = bool(dep["ocs_allow_nonpublic_av_addresses"])
 

@@ -1,0 +1,136 @@
+"""Every bad input is an error that names the host and the variable, before anything runs."""
+import copy
+
+import pytest
+
+from inventory_loader import example
+
+from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.policy import PolicyError, build_policy
+
+
+def _set_all(hv, var, value):
+    for h in hv.values():
+        if value is None:
+            h.pop(var, None)
+        else:
+            h[var] = value
+
+
+def broken(topology, change):
+    hv = copy.deepcopy(example(topology))
+    change(hv)
+    with pytest.raises(PolicyError) as info:
+        build_policy(hv)
+    return str(info.value), info.value.errors
+
+
+CASES = {
+    "missing address": ("single_site", lambda hv: hv["ae1"].pop("ocs_internal_ip"),
+                        ["host ae1: ocs_internal_ip: is required"]),
+    "malformed address": ("single_site", lambda hv: hv["ae1"].update(ocs_internal_ip="172.16.1.300"),
+                          ["host ae1: ocs_internal_ip: '172.16.1.300' is not an IPv4 address"]),
+    "non-canonical address": ("single_site", lambda hv: hv["ae1"].update(ocs_internal_ip="172.016.1.10"),
+                              ["host ae1: ocs_internal_ip: '172.016.1.10'"]),
+    "ipv6 address": ("single_site", lambda hv: hv["av1"].update(ocs_internal_ip="fd00::12"),
+                     ["host av1: ocs_internal_ip: 'fd00::12' is IPv6"]),
+    "per-role address missing": ("consolidated", lambda hv: hv["edge1"]["ocs_external_ip"].pop("av_edge"),
+                                 ["host edge1: ocs_external_ip.av_edge: is required"]),
+    "access edge at a remote site": (
+        "multi_site", lambda hv: hv["wc-b1"].update(ocs_edge_roles=["web_conferencing_edge", "access_edge"]),
+        ["host wc-b1: ocs_edge_roles: role access_edge is not allowed at remote site 'branch1'"]),
+    "second A/V Edge at a multi_site remote site": (
+        "multi_site", lambda hv: hv["wc-b2"].update(ocs_edge_roles=["av_edge"]),
+        ["host wc-b2: ocs_edge_roles: topology multi_site allows a single A/V Edge Server"]),
+    "VIP row without a VIP": ("scaled_single_site", lambda hv: _set_all(hv, "ocs_arrays", {
+        **hv["av1"]["ocs_arrays"], "av_array": {"role": "av_edge", "external_vip": "203.0.113.50"}}),
+        ["host av1: ocs_arrays.av_array.internal_vip: is not set, but table 20 row 1 (figure 12)"]),
+    "array member without an array": ("scaled_single_site", lambda hv: hv["wc2"].pop("ocs_array"),
+                                      ["host wc2: ocs_array: is not set, but table 19 row 2 (figure 6)"]),
+    "undefined array": ("scaled_single_site", lambda hv: hv["wc2"].update(ocs_array="nope"),
+                        ["host wc2: ocs_array: 'nope' is not defined in ocs_arrays"]),
+    "A/V external address not public": (
+        "scaled_single_site", lambda hv: _set_all(hv, "ocs_allow_nonpublic_av_addresses", False),
+        ["host av1: ocs_external_ip: 203.0.113.51 is not a publicly routable address",
+         "group_vars: ocs_arrays.av_array.external_vip: 203.0.113.50 is not a publicly routable"]),
+    "next hop missing": ("single_site", lambda hv: _set_all(hv, "ocs_next_hop", None),
+                         ["host ae1: ocs_next_hop: neither ocs_director nor ocs_next_hop is set"]),
+    "address claimed twice": ("scaled_single_site", lambda hv: hv["av2"].update(ocs_internal_ip="172.16.1.51"),
+                              ["host av2: ocs_internal_ip: address 172.16.1.51 is also claimed by host av1"]),
+    "VIP equal to a server address": (
+        "scaled_single_site", lambda hv: hv["wc1"].update(ocs_external_ip="203.0.113.30"),
+        ["address 203.0.113.30 is also claimed by"]),
+    "injection in an address": ("single_site", lambda hv: hv["wc1"].update(ocs_internal_ip="172.16.1.11; drop"),
+                                ["host wc1: ocs_internal_ip: '172.16.1.11; drop' contains characters"]),
+    "injection in a site name": ("multi_site", lambda hv: hv["av-b1"].update(ocs_site='branch1" accept'),
+                                 ["host av-b1: ocs_site: 'branch1\" accept' must be a plain name"]),
+    "newline in an interface name": (
+        "consolidated", lambda hv: hv["fw-ext"].update(ocs_firewall_interfaces={"internet": "eth0\nflush", "perimeter": "eth1"}),
+        ["host fw-ext: ocs_firewall_interfaces.internet: 'eth0\\nflush' must be a plain name"]),
+    "quote in a host name": ("single_site", lambda hv: hv.update({"bad'host": dict(hv.pop("wc1"))}),
+                             ["host bad'host: inventory_hostname:"]),
+    "unknown role": ("single_site", lambda hv: hv["wc1"].update(ocs_edge_roles=["mediation"]),
+                     ["host wc1: ocs_edge_roles: unknown role(s) ['mediation']"]),
+    "unknown topology": ("single_site", lambda hv: _set_all(hv, "ocs_topology", "star"),
+                         ["group_vars: ocs_topology: 'star' is not one of"]),
+    "deployment var differs between hosts": ("single_site", lambda hv: hv["av1"].update(ocs_topology="consolidated"),
+                                             ["ocs_topology: is 'consolidated' here but 'single_site' on host"]),
+    "pfSense without interfaces": ("single_site", lambda hv: hv["fw-ext"].pop("ocs_firewall_interfaces"),
+                                   ["host fw-ext: ocs_firewall_interfaces: is required on pfSense"]),
+    "wrong zone for the side": ("consolidated", lambda hv: hv["fw-int"].update(
+        ocs_firewall_interfaces={"internet": "eth0", "perimeter": "eth1"}),
+        ["host fw-int: ocs_firewall_interfaces.internet: an internal firewall sits between perimeter and internal"]),
+    "Linux firewall without management network": (
+        "consolidated", lambda hv: hv["fw-int"].update(ocs_management_networks=[]),
+        ["host fw-int: ocs_management_networks: is required and must not be empty"]),
+    "management CIDR with host bits": (
+        "consolidated", lambda hv: hv["fw-int"].update(ocs_management_networks=["10.99.0.1/24"]),
+        ["host fw-int: ocs_management_networks[0]: '10.99.0.1/24' has host bits set"]),
+    "bad management port": ("consolidated", lambda hv: hv["fw-int"].update(ocs_management_ports=["22;"]),
+                            ["host fw-int: ocs_management_ports[0]: '22;' is not a TCP port number"]),
+    "windows as a network firewall": ("consolidated", lambda hv: hv["fw-int"].update(ocs_firewall_platform="windows"),
+                                      ["host fw-int: ocs_firewall_platform: 'windows' is not one of",
+                                       "set ocs_host_firewall on the server"]),
+    "unknown host firewall": ("consolidated", lambda hv: hv["rp1"].update(ocs_host_firewall="ufw"),
+                              ["host rp1: ocs_host_firewall: 'ufw' is not one of"]),
+    "site on a single-site topology": ("single_site", lambda hv: hv["av1"].update(ocs_site="branch9"),
+                                       ["host av1: ocs_site: topology single_site has one site"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_error_names_host_and_variable(name):
+    topology, change, needles = CASES[name]
+    text, _ = broken(topology, change)
+    for needle in needles:
+        assert needle in text, "%s\n--- got:\n%s" % (needle, text)
+
+
+def test_all_errors_reported_at_once():
+    def two(hv):
+        hv["ae1"].pop("ocs_internal_ip")
+        hv["av1"]["ocs_external_ip"] = "999.1.1.1"
+    _, errors = broken("single_site", two)
+    assert any(e.startswith("host ae1: ocs_internal_ip") for e in errors)
+    assert any(e.startswith("host av1: ocs_external_ip") for e in errors)
+
+
+def test_nonpublic_opt_out_is_a_warning():
+    policy = build_policy(example("scaled_single_site"))
+    assert any("203.0.113.51 is not a publicly routable" in w and "ocs_allow_nonpublic_av_addresses" in w
+               for w in policy["warnings"])
+
+
+def test_public_av_address_needs_no_opt_out():
+    hv = copy.deepcopy(example("single_site"))
+    _set_all(hv, "ocs_allow_nonpublic_av_addresses", False)
+    hv["av1"]["ocs_external_ip"] = "8.8.4.4"
+    policy = build_policy(hv)
+    assert not any("publicly routable" in w for w in policy["warnings"])
+
+
+def test_director_replaces_next_hop_and_any():
+    hv = copy.deepcopy(example("single_site"))
+    _set_all(hv, "ocs_director", "10.10.1.10")
+    rules = {r["id"]: r for r in build_policy(hv)["rules"]}
+    assert rules["central-t14-f5-in"]["remote_addresses"] == ["10.10.1.10"]
+    assert rules["central-t14-f5-out"]["remote_addresses"] == ["10.10.1.10"]
