@@ -43,7 +43,7 @@ def _broken_inventory(tmp_path, topology, host, **changes):
 
     def walk(group):
         for name, hv in (group.get("hosts") or {}).items():
-            if name == host:
+            if name == host and hv is not None:
                 hv.update(changes)
         for child in (group.get("children") or {}).values():
             walk(child or {})
