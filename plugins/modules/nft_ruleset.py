@@ -1,0 +1,351 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: ocs.edge_firewall contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: nft_ruleset
+short_description: Enforce one firewall's OCS edge rule set as one nftables table, atomically
+version_added: "0.1.0"
+description:
+  - Renders the rule set of one firewall (a FIREWALL of the collection's policy model,
+    docs/policy-model.md) into one nftables table that the collection owns
+    (default C(inet ocs_edge)), compares it with the live table (C(nft -j list table)) and,
+    only when they differ, replaces the whole table in one transaction.
+  - The applied file holds C(table inet ocs_edge {}), C(delete table inet ocs_edge) and the
+    full table, so it loads whether or not the table exists. It is validated first with
+    C(nft -c -f), then loaded with C(nft -f). When validation or loading fails nothing is
+    changed, the previous table stays in force and the error quotes nft's message and the
+    numbered script.
+  - "Never runs C(flush ruleset): every other table (for example C(ip filter) of docker or
+    iptables-nft, C(inet f2b) of fail2ban) is left untouched."
+  - "Network mode (a router between zones): chain C(forward) (hook forward, policy drop;
+    established/related accepted, invalid dropped, then one accept rule per PFRULE) and chain
+    C(input) (hook input, policy O(input_policy); loopback, established/related, the
+    management sources to the management TCP ports, ICMP echo, ICMPv6 neighbour discovery)."
+  - "Host mode (a server protecting itself): chain C(input) (policy drop, same base rules as
+    above, then the PFRULEs of chain input) and chain C(output) (policy O(output_policy);
+    loopback and established/related, then the PFRULEs of chain output)."
+  - Every rule carries a comment; PFRULE rules carry C(PFRULE.comment) (seed table, figure,
+    role), so C(nft list ruleset) reads back to the page.
+  - Rule matches are compared by meaning (address and port sets as intervals), so a port or
+    address changed by hand, a rule added or deleted by hand, a changed chain policy or an
+    extra chain/set in the owned table are all reported and put back.
+  - "Persistence: the applied script is written to O(persist_path) and an C(include) line for
+    it is added once to O(persist_conf) (the file nftables.service loads at boot). The
+    persisted file is byte for byte the script that was applied."
+author:
+  - ocs.edge_firewall contributors
+requirements:
+  - nft (nftables >= 0.9.7) on the managed host, run as root
+options:
+  firewall:
+    description:
+      - The FIREWALL dict of the policy (keys C(mode), C(platform), C(interfaces),
+        C(management), C(rules)). Mutually exclusive with O(rules).
+      - C(platform), when given, must be C(nftables).
+    type: dict
+  rules:
+    description:
+      - The PFRULE list, when O(firewall) is not given. Each PFRULE needs C(protocol)
+        (tcp or udp), C(src), C(dst) (null = any, else list of IPs/CIDRs), C(sport), C(dport)
+        (null = any, else list of C(N) or C(N-M)), C(chain) and C(comment) (max 128 bytes);
+        C(src_zone)/C(dst_zone) select interfaces.
+    type: list
+    elements: dict
+  mode:
+    description: C(network) (forward chain) or C(host) (input/output chains). Used with O(rules).
+    type: str
+    choices: [network, host]
+    default: network
+  management:
+    description:
+      - "C({sources: [CIDR, ...], ports: [22]}): who may always reach the firewall itself.
+        Used with O(rules). Must not be empty: the management connection is never cut."
+    type: dict
+  interfaces:
+    description:
+      - Zone -> interface name (C(internet), C(perimeter), C(internal)). Used with O(rules).
+        In network mode a rule gets C(iifname) of its C(src_zone) and C(oifname) of its
+        C(dst_zone) when those are given.
+    type: dict
+    default: {}
+  name:
+    description: Name of the firewall (inventory host) used in messages and in the script header.
+    type: str
+    default: firewall
+  table:
+    description: Name of the C(inet) table the collection owns. Nothing outside it is touched.
+    type: str
+    default: ocs_edge
+  input_policy:
+    description:
+      - Policy of the input chain in network mode. C(drop) filters traffic to the router
+        itself (management, loopback, established, ICMP stay allowed); C(accept) leaves
+        traffic to the router unfiltered. Host mode always uses C(drop).
+    type: str
+    choices: [drop, accept]
+    default: drop
+  output_policy:
+    description:
+      - Policy of the output chain in host mode. C(accept) (default) lets the host initiate
+        anything (DNS, updates, NTP); the C(output) PFRULEs are still rendered, documenting the
+        seed. C(drop) allows only loopback, replies and the C(output) PFRULEs.
+    type: str
+    choices: [accept, drop]
+    default: accept
+  allow_icmp:
+    description: Accept ICMP/ICMPv6 echo-request to the firewall itself. ICMPv6 neighbour discovery is always accepted.
+    type: bool
+    default: true
+  persist_path:
+    description: File the applied script is written to. Empty string to not persist.
+    type: path
+    default: /etc/nftables.d/ocs_edge.nft
+  persist_conf:
+    description:
+      - File loaded at boot (nftables.service) that must C(include) O(persist_path); the line
+        is added once, with a marker comment. Created (with a C(#!/usr/sbin/nft -f) line)
+        when absent. Empty string to leave it alone.
+    type: path
+    default: /etc/nftables.conf
+  state:
+    description: C(present) enforces the rule set; C(absent) deletes the table, the persisted file and the include line.
+    type: str
+    choices: [present, absent]
+    default: present
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would change (created/removed/updated, diff) without touching the table or the files.
+  diff_mode:
+    support: full
+    description: Shows the live and desired table (canonical listing) and the persisted file.
+notes:
+  - nftables evaluates every base chain on a hook; a packet dropped by this table is dropped
+    even if another table accepts it. Another table cannot let through what this one drops.
+  - Debian's default C(/etc/nftables.conf) starts with C(flush ruleset); that is the
+    distribution's boot file and this module only appends an include line to it.
+seealso:
+  - name: Policy model
+    description: FIREWALL and PFRULE, the input of this module (docs/policy-model.md in the collection).
+    link: https://wiki.nftables.org/wiki-nftables/index.php/Atomic_rule_replacement
+"""
+
+EXAMPLES = r"""
+- name: Enforce the rule set the policy engine computed for this firewall
+  ocs.edge_firewall.nft_ruleset:
+    firewall: "{{ ocs_firewall }}"
+    name: "{{ inventory_hostname }}"
+
+- name: Hand-written rules, network mode, no persistence
+  ocs.edge_firewall.nft_ruleset:
+    name: lab-router
+    mode: network
+    management: {sources: [10.99.0.0/24], ports: ["22"]}
+    interfaces: {perimeter: eth1, internal: eth0}
+    rules:
+      - id: central-t18-f5-out
+        protocol: tcp
+        src: [10.10.1.10]
+        dst: [172.16.1.31, 172.16.1.32]
+        sport: null
+        dport: ["5061"]
+        src_zone: internal
+        dst_zone: perimeter
+        chain: forward
+        comment: ocs central-t18-f5-out table 18 figure 5 access_edge SIP/MTLS
+    persist_path: ""
+
+- name: Remove the collection's table and its persisted file
+  ocs.edge_firewall.nft_ruleset:
+    state: absent
+"""
+
+RETURN = r"""
+created:
+  description: Chains and rules added (C(chain) colon rule text), in the desired set but not live.
+  returned: always
+  type: list
+  elements: str
+  sample: ["forward: ip daddr 172.16.1.50 tcp dport 443 accept comment \"ocs central-t20-f12-out table 20 figure 12 av_edge STUN/TCP\""]
+removed:
+  description: Chains, rules and other objects of the owned table that are live but not desired.
+  returned: always
+  type: list
+  elements: str
+  sample: ["forward: tcp dport 23 accept"]
+updated:
+  description: Table/chain attributes restored (policy, hook, rule order), the persisted file and the include line written.
+  returned: always
+  type: list
+  elements: str
+  sample: ["chain forward: policy accept -> drop", "persist file /etc/nftables.d/ocs_edge.nft written"]
+script:
+  description: The nft script (what is applied and persisted).
+  returned: when state=present
+  type: str
+table:
+  description: The owned table.
+  returned: always
+  type: str
+  sample: inet ocs_edge
+persist_path:
+  description: Where the script is persisted ('' when not).
+  returned: always
+  type: str
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.ocs.edge_firewall.plugins.module_utils import nftables as nftlib
+
+
+def _persist_plan(params, script, table):
+    """-> list of (path, old_text, new_text, mode, what) to write (new_text None = remove)."""
+    plan = []
+    path, conf = params["persist_path"], params["persist_conf"]
+    present = params["state"] == "present"
+    if path:
+        old = nftlib.read_text(path)
+        new = script if present else None
+        if old != new:
+            plan.append((path, old, new, 0o644, "persist file %s %s" % (path, "written" if new else "removed")))
+        if conf:
+            old_conf = nftlib.read_text(conf)
+            if present:
+                new_conf = nftlib.conf_with_include(old_conf, path, table)
+            elif old_conf is not None:
+                new_conf = nftlib.conf_without_include(old_conf, path, table)
+            else:
+                new_conf = None
+            if old_conf != new_conf:
+                plan.append((conf, old_conf, new_conf, 0o755, "include of %s %s %s" % (
+                    path, "added to" if present else "removed from", conf)))
+    return plan
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            firewall=dict(type="dict"),
+            rules=dict(type="list", elements="dict"),
+            mode=dict(type="str", choices=["network", "host"], default="network"),
+            management=dict(type="dict"),
+            interfaces=dict(type="dict", default={}),
+            name=dict(type="str", default="firewall"),
+            table=dict(type="str", default="ocs_edge"),
+            input_policy=dict(type="str", choices=["drop", "accept"], default="drop"),
+            output_policy=dict(type="str", choices=["accept", "drop"], default="accept"),
+            allow_icmp=dict(type="bool", default=True),
+            persist_path=dict(type="path", default="/etc/nftables.d/ocs_edge.nft"),
+            persist_conf=dict(type="path", default="/etc/nftables.conf"),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+        ),
+        mutually_exclusive=[("firewall", "rules")],
+        supports_check_mode=True,
+    )
+    p = module.params
+    name, table = p["name"], p["table"]
+    result = dict(changed=False, created=[], removed=[], updated=[], table="%s %s" % (nftlib.FAMILY, table),
+                  persist_path=p["persist_path"] or "")
+
+    def fail(msg, **extra):
+        result.update(extra)
+        module.fail_json(msg=msg, **result)
+
+    if not nftlib.TABLE_RE.match(table):
+        fail("firewall %s: table: %r is not a valid nft table name" % (name, table))
+    nft = nftlib.Nft(module.run_command, module.get_bin_path("nft", required=True))
+
+    try:
+        live = nft.read_table(table)
+    except nftlib.NftError as exc:
+        fail("firewall %s: %s" % (name, exc))
+
+    if p["state"] == "absent":
+        if live is not None:
+            result["removed"] = nftlib.compare({"chains": {}}, live)["removed"] + ["table %s" % result["table"]]
+        plan = _persist_plan(p, None, table)
+        result["updated"] = [item[4] for item in plan]
+        result["changed"] = bool(live is not None or plan)
+        if module._diff:
+            result["diff"] = {"before": nftlib.render_listing(live, table), "after": "",
+                              "before_header": "live table %s" % result["table"], "after_header": "absent"}
+        if module.check_mode or not result["changed"]:
+            module.exit_json(**result)
+        try:
+            if live is not None:
+                nft.delete_table(table)
+        except nftlib.NftError as exc:
+            fail("firewall %s: %s" % (name, exc))
+        for path, _old, new, mode, _what in plan:
+            if new is None:
+                os.unlink(path)
+            else:
+                nftlib.write_atomic(path, new, mode)
+        module.exit_json(**result)
+
+    firewall = p["firewall"]
+    if firewall is None:
+        if p["rules"] is None:
+            fail("firewall %s: give either firewall (the FIREWALL dict) or rules" % name)
+        firewall = {"mode": p["mode"], "platform": "nftables", "interfaces": p["interfaces"],
+                    "management": p["management"], "rules": p["rules"]}
+    try:
+        desired = nftlib.desired_table(firewall, name, p["input_policy"], p["output_policy"], p["allow_icmp"])
+        script = nftlib.render_script(desired, table, header=[
+            "Managed by ocs.edge_firewall (module nft_ruleset) for firewall %s." % name,
+            "Do not edit: the next run puts table %s %s back as the policy says." % (nftlib.FAMILY, table),
+        ])
+    except nftlib.NftError as exc:
+        fail("%s (nothing was changed; the previous rule set is still in force)" % exc)
+
+    cmp = nftlib.compare(desired, live)
+    plan = _persist_plan(p, script, table)
+    result.update(created=cmp["created"], removed=cmp["removed"],
+                  updated=cmp["updated"] + [item[4] for item in plan], script=script)
+    result["changed"] = bool(cmp["changed"] or plan)
+    if module._diff:
+        diffs = [{"before_header": "live table %s" % result["table"],
+                  "after_header": "desired table %s" % result["table"],
+                  "before": nftlib.render_listing(live, table), "after": nftlib.render_listing(desired, table)}]
+        for path, old, new, _mode, _what in plan:
+            diffs.append({"before_header": path, "after_header": path, "before": old or "", "after": new or ""})
+        result["diff"] = diffs
+
+    if cmp["changed"]:
+        try:
+            nft.check(script)
+        except nftlib.NftError as exc:
+            fail("firewall %s: table %s: %s\nThe previous rule set is still in force." % (name, result["table"], exc))
+    if module.check_mode or not result["changed"]:
+        module.exit_json(**result)
+
+    if cmp["changed"]:
+        try:
+            nft.apply(script)
+            after = nft.read_table(table)
+        except nftlib.NftError as exc:
+            fail("firewall %s: table %s: %s\nThe previous rule set is still in force." % (name, result["table"], exc))
+        still = nftlib.compare(desired, after)
+        if still["changed"]:
+            fail("firewall %s: table %s was loaded but reads back different from the desired set "
+                 "(created %s, removed %s, updated %s); the persisted file was not written"
+                 % (name, result["table"], still["created"], still["removed"], still["updated"]))
+    for path, _old, new, mode, _what in plan:
+        try:
+            nftlib.write_atomic(path, new, mode)
+        except (IOError, OSError) as exc:
+            fail("firewall %s: the table is applied but writing %s failed: %s" % (name, path, exc))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
