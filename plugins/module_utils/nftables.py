@@ -258,7 +258,8 @@ def _base_rules(chain, management, allow_icmp, name):
 def _management_rules(chain, management, name):
     if not isinstance(management, dict):
         raise NftError("%s must be a dict {sources: [...], ports: [...]}" % _where(name, "management"))
-    sources = _addresses(management.get("sources"), name, "management.sources")
+    sources = management.get("sources")
+    sources = _addresses(sources, name, "management.sources") if sources else None
     if not sources:
         raise NftError("%s is empty: the rule set must always let the management network reach "
                        "the firewall (set ocs_management_networks)" % _where(name, "management.sources"))
