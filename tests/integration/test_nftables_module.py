@@ -409,3 +409,77 @@ def test_deploy_playbook_on_consolidated_fw_int(netns, tmp_path):
     assert all('comment "%s"' % r["comment"] in listing for r in fw["rules"])
     doc, proc = _run_ansible(argv + ["--check", "--diff"])
     assert proc.returncode == 0 and doc["stats"]["fw-int"]["changed"] == 0
+
+
+# --------------------------------------------------------------------- packet-level probe
+
+SERVER = r"""
+import socket, sys, threading
+def serve(port):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port)); s.listen(8)
+    while True:
+        c, _ = s.accept(); c.sendall(b"ok"); c.close()
+for p in sys.argv[1:]:
+    threading.Thread(target=serve, args=(int(p),), daemon=True).start()
+print("ready", flush=True)
+threading.Event().wait()
+"""
+
+CLIENT = r"""
+import socket, sys
+try:
+    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1.5)
+    print(c.recv(2).decode())
+except OSError as exc:
+    print("blocked: %s" % exc)
+"""
+
+
+def connect(ns, host, port):
+    return run(["ip", "netns", "exec", ns, sys.executable, "-c", CLIENT, host, str(port)]).stdout.strip()
+
+
+def test_packets_through_router_namespace(netns, tmp_path):
+    """internal client 10.10.1.10 -> router (the firewall, nftables) -> perimeter server 172.16.1.31."""
+    router, client, server = netns.first, netns(), netns()
+    tag = uuid.uuid4().hex[:5]
+    links = [("c" + tag, client, "10.10.1.10/24", "ri" + tag, "10.10.1.1/24"),
+             ("s" + tag, server, "172.16.1.31/24", "rp" + tag, "172.16.1.1/24")]
+    for end, ns, addr, rend, raddr in links:
+        run(["ip", "link", "add", end, "netns", ns, "type", "veth", "peer", "name", rend, "netns", router])
+        run(["ip", "-n", ns, "addr", "add", addr, "dev", end])
+        run(["ip", "-n", ns, "link", "set", end, "up"])
+        run(["ip", "-n", router, "addr", "add", raddr, "dev", rend])
+        run(["ip", "-n", router, "link", "set", rend, "up"])
+        run(["ip", "-n", ns, "route", "add", "default", "via", raddr.split("/")[0]])
+    run(["ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+    firewall = {
+        "platform": "nftables", "mode": "network",
+        "interfaces": {"internal": "ri" + tag, "perimeter": "rp" + tag},
+        "management": {"sources": ["10.10.1.10/32"], "ports": ["2222"]},
+        "rules": [{"id": "central-t18-f5-out", "protocol": "tcp", "src": ["10.10.1.10"], "dst": ["172.16.1.31"],
+                   "sport": None, "dport": ["5061"], "src_zone": "internal", "dst_zone": "perimeter",
+                   "chain": "forward", "comment": "ocs central-t18-f5-out table 18 figure 5 access_edge SIP/MTLS"}],
+    }
+    procs = []
+    try:
+        for ns, ports in ((server, ["5061", "5062"]), (client, ["5061"]), (router, ["2222", "2223"])):
+            p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", SERVER] + ports,
+                                 stdout=subprocess.PIPE, text=True)
+            procs.append(p)
+            assert p.stdout.readline().strip() == "ready"
+        # before: no filtering, everything answers
+        assert connect(client, "172.16.1.31", 5062) == "ok"
+        res, _ = apply(router, tmp_path, args_for(firewall, tmp_path, name="lab-router"))
+        assert res["changed"] is True
+        assert connect(client, "172.16.1.31", 5061) == "ok"                 # the seed's direction and port
+        assert connect(client, "172.16.1.31", 5062).startswith("blocked")  # another port: dropped
+        assert connect(server, "10.10.1.10", 5061).startswith("blocked")   # the reverse direction: dropped
+        assert connect(client, "10.10.1.1", 2222) == "ok"                   # management to the router itself
+        assert connect(client, "10.10.1.1", 2223).startswith("blocked")    # anything else to the router
+        assert connect(server, "172.16.1.1", 2222).startswith("blocked")   # not from outside the management net
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
