@@ -405,9 +405,9 @@ def plan(desired, current, group=DEFAULT_GROUP, name="host"):
     name collision is refused here: win_firewall_rule finds rules by name, not by group).
 
     Returns a dict:
-      create:    parameter dicts to send with state present (rule absent, or recreated)
-      update:    parameter dicts to send with state present (rule exists, some value differs)
-      remove:    [{name, state: absent}] for group rules not desired (and recreated ones)
+      to_create: parameter dicts to send with state present (rule absent, or recreated)
+      to_update: parameter dicts to send with state present (rule exists, some value differs)
+      to_remove: [{name, state: absent}] for group rules not desired (and recreated ones)
       unchanged: names already right
       changes:   [{name, action: create|update|recreate|remove, fields: {field: {before, after}}}]
       changed:   bool
@@ -449,12 +449,12 @@ def plan(desired, current, group=DEFAULT_GROUP, name="host"):
             "Rename those rules, or set ocs_windows_firewall_rule_prefix to another prefix."
             % (where, group, ", ".join("%r (group %r)" % c for c in clashes)))
 
-    result = {"create": [], "update": [], "remove": [], "unchanged": [], "changes": []}
+    result = {"to_create": [], "to_update": [], "to_remove": [], "unchanged": [], "changes": []}
     for key, (params, n) in want.items():
         rname = n["name"]
         have = mine.get(key)
         if not have:
-            result["create"].append(dict(params))
+            result["to_create"].append(dict(params))
             result["changes"].append({"name": rname, "action": "create",
                                       "fields": {f: {"before": None, "after": _show(n[f])} for f in COMPARED}})
             continue
@@ -464,21 +464,21 @@ def plan(desired, current, group=DEFAULT_GROUP, name="host"):
                 if h[f] != n[f] and f not in diffs:
                     diffs[f] = {"before": _show(h[f]), "after": _show(n[f])}
         if len(have) > 1 or any(f in diffs for f in RECREATE_ON):
-            result["remove"].append({"name": rname, "state": "absent"})
-            result["create"].append(dict(params))
+            result["to_remove"].append({"name": rname, "state": "absent"})
+            result["to_create"].append(dict(params))
             if len(have) > 1:
                 diffs["count"] = {"before": len(have), "after": 1}
             result["changes"].append({"name": rname, "action": "recreate", "fields": diffs})
         elif diffs:
-            result["update"].append(dict(params))
+            result["to_update"].append(dict(params))
             result["changes"].append({"name": rname, "action": "update", "fields": diffs})
         else:
             result["unchanged"].append(rname)
     for key in sorted(set(mine) - set(want)):
         h = mine[key][0]
         rname = h["name"]
-        result["remove"].append({"name": rname, "state": "absent"})
+        result["to_remove"].append({"name": rname, "state": "absent"})
         result["changes"].append({"name": rname, "action": "remove",
                                   "fields": {f: {"before": _show(h[f]), "after": None} for f in COMPARED}})
-    result["changed"] = bool(result["create"] or result["update"] or result["remove"])
+    result["changed"] = bool(result["to_create"] or result["to_update"] or result["to_remove"])
     return result
