@@ -1,0 +1,375 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: ocs.edge_firewall contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: iptables_ruleset
+short_description: Enforce one firewall's OCS edge rule set in owned iptables chains, atomically
+version_added: "0.1.0"
+description:
+  - Renders the rule set of one firewall (a FIREWALL of the collection's policy model,
+    docs/policy-model.md) into chains of the C(filter) table that the collection owns,
+    C(<prefix>-IN), C(<prefix>-FWD) and C(<prefix>-OUT) (O(chain_prefix), default C(OCS-EDGE)),
+    with exactly one jump to each from its built-in chain (INPUT, FORWARD, OUTPUT) at position 1.
+  - Reads the live rules with C(iptables-save -t filter), parses only the owned chains and the
+    jumps to them, normalises both sides (addresses as networks, C(/32) and netmasks alike; ports
+    as intervals, C(N:M), C(N-M) and multiport lists alike; conntrack states as sets) and compares.
+    Options the parser does not know are kept verbatim and count as differences.
+  - Only when they differ, applies one C(iptables-restore --noflush) transaction (one COMMIT) that
+    declares (creates or flushes) the owned chains, deletes every jump to them, adds the rules, inserts
+    the jumps at position 1 and deletes owned chains no longer needed. It is validated first with
+    C(iptables-restore --noflush --test). A rejected transaction changes nothing; the error quotes
+    iptables-restore's message and the numbered transaction. The owned chains are then read back
+    and must compare equal, else the run fails and nothing is persisted.
+  - Never touches a chain it does not own and never changes a built-in chain's policy; rules of
+    other software in INPUT/FORWARD/OUTPUT (docker, fail2ban, ...) stay byte for byte, they only
+    move down by one position because the jump is inserted above them.
+  - "Network mode (a router between zones): C(<prefix>-FWD): established/related accepted, invalid
+    dropped, one ACCEPT per address pair of every PFRULE (new connections only in the seed's
+    direction), then DROP. C(<prefix>-IN): loopback, established/related, invalid dropped, the
+    management sources to the management TCP ports, ICMP echo, then DROP when O(input_policy) is
+    drop (accept: unmatched traffic returns to INPUT)."
+  - "Host mode (a server protecting itself): C(<prefix>-IN) as above (always DROP at the end) plus
+    the PFRULEs of chain input; C(<prefix>-OUT): loopback, established/related, the PFRULEs of
+    chain output, then DROP only when O(output_policy) is drop."
+  - Every rule carries C(-m comment --comment); PFRULE rules carry C(PFRULE.comment) (seed table,
+    figure, role), so C(iptables-save) reads back to the page.
+  - "Persistence: the owned section (chain declarations, jumps, rules; the same lines that were
+    applied) is merged into O(persist_path), the file netfilter-persistent restores at boot
+    (C(/etc/iptables/rules.v4)). The rest of that file (other tables, other chains and rules) is
+    kept as it is. Written atomically, and only when its content changes."
+  - IPv4 only. An IPv6 address in the FIREWALL is an error naming the rule; it is never dropped
+    silently. Use the nftables backend (M(ocs.edge_firewall.nft_ruleset)) for IPv6.
+author:
+  - ocs.edge_firewall contributors
+requirements:
+  - iptables-save and iptables-restore (iptables >= 1.6, nft or legacy backend) on the managed host, run as root
+options:
+  firewall:
+    description:
+      - The FIREWALL dict of the policy (keys C(mode), C(platform), C(interfaces),
+        C(management), C(rules)). Mutually exclusive with O(rules).
+      - C(platform), when given, must be C(iptables).
+    type: dict
+  rules:
+    description:
+      - The PFRULE list, when O(firewall) is not given. Each PFRULE needs C(protocol)
+        (tcp or udp), C(src), C(dst) (null = any, else list of IPv4 addresses/CIDRs), C(sport),
+        C(dport) (null = any, else list of C(N) or C(N-M)), C(chain) and C(comment) (max 255 bytes);
+        C(src_zone)/C(dst_zone) select interfaces.
+    type: list
+    elements: dict
+  mode:
+    description: C(network) (forward chain) or C(host) (input/output chains). Used with O(rules).
+    type: str
+    choices: [network, host]
+    default: network
+  management:
+    description:
+      - "C({sources: [CIDR, ...], ports: [22]}): who may always reach the firewall itself.
+        Used with O(rules). Must not be empty: the management connection is never cut."
+    type: dict
+  interfaces:
+    description:
+      - Zone -> interface name (C(internet), C(perimeter), C(internal)). Used with O(rules).
+        In network mode a rule gets C(-i) of its C(src_zone) and C(-o) of its C(dst_zone).
+    type: dict
+    default: {}
+  name:
+    description: Name of the firewall (inventory host) used in messages.
+    type: str
+    default: firewall
+  chain_prefix:
+    description:
+      - Prefix of the owned chains C(<prefix>-IN), C(<prefix>-FWD), C(<prefix>-OUT). Nothing outside
+        them is changed, except the one jump per built-in chain.
+    type: str
+    default: OCS-EDGE
+  input_policy:
+    description:
+      - Network mode, the end of C(<prefix>-IN). C(drop) filters traffic to the router itself
+        (management, loopback, replies, ICMP stay allowed); C(accept) returns unmatched traffic
+        to INPUT (other rules and the chain policy decide). Host mode always drops.
+    type: str
+    choices: [drop, accept]
+    default: drop
+  output_policy:
+    description:
+      - Host mode, the end of C(<prefix>-OUT). C(accept) (default) returns unmatched traffic to
+        OUTPUT, so the host can still initiate DNS, NTP, updates; C(drop) allows only loopback,
+        replies and the C(output) PFRULEs.
+    type: str
+    choices: [accept, drop]
+    default: accept
+  allow_icmp:
+    description: Accept ICMP echo-request to the firewall itself.
+    type: bool
+    default: true
+  persist_path:
+    description:
+      - Rules file restored at boot (netfilter-persistent's C(/etc/iptables/rules.v4)). The owned
+        section is merged into its C(*filter) section; everything else in it is kept. Created
+        when absent. Empty string to not persist.
+    type: path
+    default: /etc/iptables/rules.v4
+  state:
+    description:
+      - C(present) enforces the rule set; C(absent) deletes the jumps and the owned chains and
+        removes the owned section from O(persist_path) (the file itself stays).
+    type: str
+    choices: [present, absent]
+    default: present
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would change (created/removed/updated, diff) without touching the rules or the file.
+  diff_mode:
+    support: full
+    description: Shows the live and desired owned chains and jumps (iptables-save lines) and the persisted file.
+notes:
+  - A packet that reaches the end of C(<prefix>-FWD) is dropped there; rules below the jump in
+    FORWARD (for example docker's) are no longer reached by forwarded traffic the policy does not
+    name. That is the policy's default drop.
+  - netfilter-persistent restores the rules file without C(--noflush) at boot, before docker or
+    fail2ban start and add their own rules; the module merges into that file instead of replacing
+    it, so rules others saved there survive.
+  - With the legacy backend, iptables-restore does not wait for the xtables lock; a concurrent
+    iptables call fails the run (nothing is changed), a re-run succeeds.
+seealso:
+  - module: ocs.edge_firewall.nft_ruleset
+  - name: Policy model
+    description: FIREWALL and PFRULE, the input of this module (docs/policy-model.md in the collection).
+    link: https://manpages.debian.org/bookworm/iptables/iptables-restore.8.en.html
+"""
+
+EXAMPLES = r"""
+- name: Enforce the rule set the policy engine computed for this firewall
+  ocs.edge_firewall.iptables_ruleset:
+    firewall: "{{ ocs_firewall }}"
+    name: "{{ inventory_hostname }}"
+
+- name: Hand-written rules, network mode, no persistence
+  ocs.edge_firewall.iptables_ruleset:
+    name: lab-router
+    mode: network
+    management: {sources: [10.99.0.0/24], ports: ["22"]}
+    interfaces: {perimeter: eth1, internal: eth0}
+    rules:
+      - id: central-t18-f5-out
+        protocol: tcp
+        src: [10.10.1.10]
+        dst: [172.16.1.31, 172.16.1.32]
+        sport: null
+        dport: ["5061"]
+        src_zone: internal
+        dst_zone: perimeter
+        chain: forward
+        comment: ocs central-t18-f5-out table 18 figure 5 access_edge SIP/MTLS
+    persist_path: ""
+
+- name: Remove the collection's chains, jumps and persisted section
+  ocs.edge_firewall.iptables_ruleset:
+    state: absent
+"""
+
+RETURN = r"""
+created:
+  description: Chains, rules and jumps added (C(chain) colon iptables-save rule text), desired but not live.
+  returned: always
+  type: list
+  elements: str
+  sample: ["OCS-EDGE-FWD: -d 172.16.1.50/32 -p tcp -m tcp --dport 443 -m comment --comment \"ocs central-t20-f12-out table 20 figure 12 av_edge STUN/TCP\" -j ACCEPT"]
+removed:
+  description: Owned chains, their rules and jumps to them that are live but not desired.
+  returned: always
+  type: list
+  elements: str
+  sample: ["OCS-EDGE-FWD: -p tcp -m tcp --dport 23 -j ACCEPT"]
+updated:
+  description: Rule order restored, jumps moved back to position 1, the persisted file written.
+  returned: always
+  type: list
+  elements: str
+  sample: ["jump FORWARD -> OCS-EDGE-FWD moved from position 3 to 1", "persist file /etc/iptables/rules.v4 written"]
+rules:
+  description: The owned section in iptables-restore format (what is applied and merged into the persisted file).
+  returned: when state=present
+  type: str
+transaction:
+  description: The iptables-restore --noflush transaction that was (or, in check mode, would be) applied; '' when nothing differs.
+  returned: always
+  type: str
+chains:
+  description: The owned chains.
+  returned: always
+  type: list
+  elements: str
+  sample: ["OCS-EDGE-FWD", "OCS-EDGE-IN"]
+persist_path:
+  description: Where the owned section is persisted ('' when not).
+  returned: always
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.ocs.edge_firewall.plugins.module_utils import iptables as iptlib
+
+
+def _persist_plan(params, desired, prefix):
+    """-> [(path, old_text, new_text, what)] to write."""
+    path = params["persist_path"]
+    if not path:
+        return []
+    old = iptlib.read_text(path)
+    if params["state"] == "present":
+        new = iptlib.merge_persist(old, desired, prefix)
+    else:
+        if old is None:
+            return []
+        new = iptlib.strip_persist(old, prefix)
+    if old == new:
+        return []
+    return [(path, old, new, "persist file %s %s" % (path, "written" if params["state"] == "present"
+                                                      else "stripped of the owned section"))]
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            firewall=dict(type="dict"),
+            rules=dict(type="list", elements="dict"),
+            mode=dict(type="str", choices=["network", "host"], default="network"),
+            management=dict(type="dict"),
+            interfaces=dict(type="dict", default={}),
+            name=dict(type="str", default="firewall"),
+            chain_prefix=dict(type="str", default="OCS-EDGE"),
+            input_policy=dict(type="str", choices=["drop", "accept"], default="drop"),
+            output_policy=dict(type="str", choices=["accept", "drop"], default="accept"),
+            allow_icmp=dict(type="bool", default=True),
+            persist_path=dict(type="path", default="/etc/iptables/rules.v4"),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+        ),
+        mutually_exclusive=[("firewall", "rules")],
+        supports_check_mode=True,
+    )
+    p = module.params
+    name, prefix = p["name"], p["chain_prefix"]
+    result = dict(changed=False, created=[], removed=[], updated=[], transaction="", chains=[],
+                  persist_path=p["persist_path"] or "")
+
+    def fail(msg, **extra):
+        result.update(extra)
+        module.fail_json(msg=msg, **result)
+
+    try:
+        result["chains"] = sorted(iptlib.chain_names(prefix).values())
+    except iptlib.IptError as exc:
+        fail("firewall %s: %s" % (name, exc))
+
+    def run(argv, data=None):
+        if data is None:
+            return module.run_command(argv)
+        return module.run_command(argv, data=data, binary_data=True)
+
+    ipt = iptlib.Ipt(run, module.get_bin_path("iptables-save", required=True),
+                     module.get_bin_path("iptables-restore", required=True))
+    try:
+        live, _raw = ipt.read(prefix)
+    except iptlib.IptError as exc:
+        fail("firewall %s: %s" % (name, exc))
+    live_exists = bool(live["chains"] or live["jumps"])
+
+    if p["state"] == "absent":
+        empty = {"chains": {}, "jumps": {}}
+        cmp = iptlib.compare(empty, live)
+        plan = _persist_plan(p, None, prefix)
+        transaction = iptlib.render_removal(live) if live_exists else ""
+        result.update(removed=cmp["removed"], updated=[item[3] for item in plan], transaction=transaction,
+                      changed=bool(live_exists or plan))
+        if module._diff:
+            diffs = [{"before_header": "live owned chains and jumps", "after_header": "absent",
+                      "before": iptlib.render_listing(live), "after": ""}]
+            diffs += [{"before_header": path, "after_header": path, "before": old or "", "after": new}
+                      for path, old, new, _w in plan]
+            result["diff"] = diffs
+        try:
+            if live_exists:
+                ipt.check(transaction)
+        except iptlib.IptError as exc:
+            fail("firewall %s: %s\nThe previous rule set is still in force." % (name, exc))
+        if module.check_mode or not result["changed"]:
+            module.exit_json(**result)
+        try:
+            if live_exists:
+                ipt.apply(transaction)
+        except iptlib.IptError as exc:
+            fail("firewall %s: %s\nThe previous rule set is still in force." % (name, exc))
+        for path, _old, new, _what in plan:
+            iptlib.write_atomic(path, new)
+        module.exit_json(**result)
+
+    firewall = p["firewall"]
+    if firewall is None:
+        if p["rules"] is None:
+            fail("firewall %s: give either firewall (the FIREWALL dict) or rules" % name)
+        firewall = {"mode": p["mode"], "platform": "iptables", "interfaces": p["interfaces"],
+                    "management": p["management"], "rules": p["rules"]}
+    try:
+        desired = iptlib.desired_state(firewall, name, prefix, p["input_policy"], p["output_policy"],
+                                       p["allow_icmp"])
+    except iptlib.IptError as exc:
+        fail("%s (nothing was changed; the previous rule set is still in force)" % exc)
+
+    cmp = iptlib.compare(desired, live)
+    try:
+        plan = _persist_plan(p, desired, prefix)
+    except iptlib.IptError as exc:
+        fail("firewall %s: %s: %s (nothing was changed)" % (name, p["persist_path"], exc))
+    transaction = iptlib.render_transaction(desired, live) if cmp["changed"] else ""
+    result.update(created=cmp["created"], removed=cmp["removed"],
+                  updated=cmp["updated"] + [item[3] for item in plan],
+                  rules=iptlib.render_rules(desired), transaction=transaction,
+                  changed=bool(cmp["changed"] or plan))
+    if module._diff:
+        diffs = [{"before_header": "live owned chains and jumps (iptables-save -t filter)",
+                  "after_header": "desired owned chains and jumps",
+                  "before": iptlib.render_listing(live), "after": iptlib.render_listing(desired)}]
+        diffs += [{"before_header": path, "after_header": path, "before": old or "", "after": new}
+                  for path, old, new, _w in plan]
+        result["diff"] = diffs
+
+    if cmp["changed"]:
+        try:
+            ipt.check(transaction)
+        except iptlib.IptError as exc:
+            fail("firewall %s: %s\nThe previous rule set is still in force." % (name, exc))
+    if module.check_mode or not result["changed"]:
+        module.exit_json(**result)
+
+    if cmp["changed"]:
+        try:
+            ipt.apply(transaction)
+            after, _raw = ipt.read(prefix)
+        except iptlib.IptError as exc:
+            fail("firewall %s: %s\nThe previous rule set is still in force." % (name, exc))
+        still = iptlib.compare(desired, after)
+        if still["changed"]:
+            fail("firewall %s: the owned chains were loaded but read back different from the desired set "
+                 "(created %s, removed %s, updated %s); the persisted file was not written"
+                 % (name, still["created"], still["removed"], still["updated"]))
+    for path, _old, new, _what in plan:
+        try:
+            iptlib.write_atomic(path, new)
+        except (IOError, OSError) as exc:
+            fail("firewall %s: the rules are applied but writing %s failed: %s" % (name, path, exc))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
