@@ -1,0 +1,240 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: ocs.edge_firewall contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: pfsense_ruleset
+short_description: Keep one firewall's OCS edge rules and aliases in pfSense's config.xml, in one pass
+version_added: "0.1.0"
+description:
+  - Runs on the pfSense host (over SSH, as root) and reconciles, in O(config_path)
+    (C(/cf/conf/config.xml)), the filter rules and aliases of the collection for one firewall
+    (a FIREWALL of the policy model, docs/policy-model.md) in one pass. It reads the file,
+    computes the desired elements, compares and writes only when something differs.
+  - "Ownership: a managed rule has a description starting with C([ocs.edge_firewall]); a
+    managed alias has a name starting with C(OCS_); a managed rule separator has a text
+    starting with C([ocs.edge_firewall]). Managed items missing or changed by hand are put
+    back, managed items the policy no longer has are removed, everything else (other rules,
+    aliases, separators, NAT, the rest of the file) keeps its content and order."
+  - "Rules: one C(pass) rule per PFRULE, C(ipprotocol) C(inet), C(keep state), on the interface
+    of its C(src_zone) (C(firewall.interfaces), from C(ocs_firewall_interfaces)). They are kept
+    as one block at the top of each interface (before the first unmanaged rule), headed by a
+    managed separator, in policy order. Unmanaged separators are re-pointed so they stay above
+    the same rule."
+  - "Aliases: a C(host) (or C(network)) alias for every address list of the policy (edge
+    server addresses and VIPs), a C(port) alias for port ranges; single ports go into the rule."
+  - Trackers are derived from the interface and the rule id, in the range 4100000000-4199999999,
+    and made unique against every tracker in the file; a re-run leaves the file byte-identical.
+  - "Writing follows pfSense's C(write_config()): under the C(config) lock, the current file is
+    first copied to O(backup_dir)/config-<revision time>.xml and recorded in C(backup.cache),
+    C(<revision>) is set, the file is written atomically in pfSense's own format (tab indent,
+    C(<x></x>) for empty values, CDATA for descriptions) and O(cache_file) is removed. Then
+    O(reload_command) loads the new rules into pf. A failed reload fails the task with the
+    command's output; the previous file is the newest backup."
+author:
+  - ocs.edge_firewall contributors
+requirements:
+  - A Python 3 interpreter on the pfSense host (pfSense ships C(/usr/local/bin/python3.11);
+    set C(ansible_python_interpreter) to it), and a root SSH login.
+options:
+  firewall:
+    description:
+      - The FIREWALL dict of the policy (keys C(platform), C(mode), C(interfaces), C(rules)).
+        C(platform), when given, must be C(pfsense); C(mode) must be C(network).
+      - C(interfaces) maps each zone a rule's packet enters from (C(internet), C(perimeter),
+        C(internal)) to the pfSense interface id (C(wan), C(lan), C(optN)) present in config.xml.
+    type: dict
+    required: true
+  name:
+    description: Name of the firewall (inventory host), used in messages and in the revision description.
+    type: str
+    default: firewall
+  state:
+    description: C(present) enforces the rule set; C(absent) removes every managed rule, alias and separator.
+    type: str
+    choices: [present, absent]
+    default: present
+  config_path:
+    description: The configuration file.
+    type: path
+    default: /cf/conf/config.xml
+  backup_dir:
+    description: Where the previous file is copied before a write (pfSense's configuration history).
+    type: path
+    default: /cf/conf/backup
+  cache_file:
+    description: pfSense's parsed-configuration cache, removed after a write so pfSense re-reads the file. Empty string to skip.
+    type: str
+    default: /tmp/config.cache
+  lock_file:
+    description: File locked (flock) while reading and writing, the lock pfSense's own writers take. Empty string to skip.
+    type: str
+    default: /tmp/config.lock
+  reload_command:
+    description:
+      - Command run after a write to load the new configuration into pf (synchronous).
+        Split like a shell command line, not run through a shell. Empty string to skip the reload.
+    type: str
+    default: /etc/rc.filter_configure_sync
+  username:
+    description: Recorded in the rules' C(created)/C(updated) and in C(<revision>).
+    type: str
+    default: ocs.edge_firewall (Ansible)
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would change (created/removed/updated, diff); writes nothing, reloads nothing.
+  diff_mode:
+    support: full
+    description: A listing of the managed aliases and rules (interface, protocol, source, destination, ports, tracker), before and after.
+notes:
+  - pfSense evaluates the rules of an interface in order, first match wins, on the interface
+    where a packet enters. The managed block is at the top of each interface, so a block rule
+    added below it by hand cannot shadow the policy; a rule added above it is moved below on the next run.
+  - The collection adds no rule for traffic to the firewall itself (management); pfSense's
+    anti-lockout rule and your own rules keep the GUI/SSH reachable.
+  - Module and library are tested against config.xml files and a directory standing in for the
+    pfSense host (reload command replaced); not against a running pfSense.
+seealso:
+  - name: Policy model
+    description: FIREWALL and PFRULE, the input of this module (docs/policy-model.md in the collection).
+    link: https://docs.netgate.com/pfsense/en/latest/firewall/index.html
+"""
+
+EXAMPLES = r"""
+- name: Enforce the rule set the policy engine computed for this pfSense firewall
+  ocs.edge_firewall.pfsense_ruleset:
+    firewall: "{{ ocs_firewall }}"
+    name: "{{ inventory_hostname }}"
+
+- name: Against a copy of the configuration, without reloading anything
+  ocs.edge_firewall.pfsense_ruleset:
+    firewall: "{{ ocs_firewall }}"
+    config_path: /srv/pfsense-standin/cf/conf/config.xml
+    backup_dir: /srv/pfsense-standin/cf/conf/backup
+    cache_file: ""
+    lock_file: ""
+    reload_command: ""
+
+- name: Remove every rule, alias and separator of the collection
+  ocs.edge_firewall.pfsense_ruleset:
+    firewall: "{{ ocs_firewall }}"
+    state: absent
+"""
+
+RETURN = r"""
+created:
+  description: Managed aliases and rules added.
+  returned: always
+  type: list
+  elements: str
+  sample: ["alias OCS_central_t17_f1_in_dst (host: 203.0.113.5)"]
+removed:
+  description: Managed aliases and rules removed (no longer in the policy, duplicates, rogue rules carrying the marker).
+  returned: always
+  type: list
+  elements: str
+updated:
+  description: Managed items restored (changed by hand, moved), unmanaged separators re-pointed.
+  returned: always
+  type: list
+  elements: str
+backup:
+  description: The backup of the previous file (when written).
+  returned: when the file was written
+  type: str
+  sample: /cf/conf/backup/config-1700000000.xml
+reload:
+  description: rc, stdout and stderr of the reload command (when run).
+  returned: when the file was written and reload_command is not empty
+  type: dict
+warnings_list:
+  description: Non-fatal remarks (for example an unreadable backup.cache left alone).
+  returned: always
+  type: list
+  elements: str
+"""
+
+import shlex
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.ocs.edge_firewall.plugins.module_utils import pfsense as pflib
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            firewall=dict(type="dict", required=True),
+            name=dict(type="str", default="firewall"),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+            config_path=dict(type="path", default="/cf/conf/config.xml"),
+            backup_dir=dict(type="path", default="/cf/conf/backup"),
+            cache_file=dict(type="str", default="/tmp/config.cache"),
+            lock_file=dict(type="str", default="/tmp/config.lock"),
+            reload_command=dict(type="str", default="/etc/rc.filter_configure_sync"),
+            username=dict(type="str", default=pflib.DEFAULT_USERNAME),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    name = p["name"]
+    result = dict(changed=False, created=[], removed=[], updated=[], warnings_list=[])
+
+    def fail(msg, **extra):
+        result.update(extra)
+        module.fail_json(msg=msg, **result)
+
+    now = int(time.time())
+    lock_path = p["lock_file"] if not module.check_mode else ""
+    try:
+        with pflib.ConfigLock(lock_path):
+            old_bytes = pflib.read_bytes(p["config_path"])
+            if old_bytes is None:
+                fail("firewall %s: %s does not exist (is this a pfSense host?)" % (name, p["config_path"]))
+            old_root = pflib.parse_config(old_bytes)
+            plan = pflib.reconcile(old_root, p["firewall"], name=name, now=now, username=p["username"],
+                                   state=p["state"])
+            result.update(created=plan["created"], removed=plan["removed"], updated=plan["updated"],
+                          changed=plan["changed"])
+            if module._diff:
+                result["diff"] = {"before": plan["before"], "after": plan["after"],
+                                  "before_header": "%s (managed items)" % p["config_path"],
+                                  "after_header": "policy of %s" % name}
+            if module.check_mode or not plan["changed"]:
+                module.exit_json(**result)
+            summary = "ocs.edge_firewall: policy of %s (%d created, %d removed, %d updated)" % (
+                name, len(plan["created"]), len(plan["removed"]), len(plan["updated"]))
+            written = pflib.write_config(p["config_path"], p["backup_dir"], p["cache_file"], old_root, old_bytes,
+                                         plan["root"], now, p["username"], summary)
+    except pflib.PfSenseError as exc:
+        fail("%s (nothing was changed)" % exc)
+    except (IOError, OSError) as exc:
+        fail("firewall %s: %s: %s" % (name, getattr(exc, "filename", None) or p["config_path"], exc))
+    result["backup"] = written["backup"]
+    result["warnings_list"] = written["warnings"]
+    for warning in written["warnings"]:
+        module.warn(warning)
+
+    if p["reload_command"]:
+        try:
+            argv = shlex.split(p["reload_command"])
+        except ValueError as exc:
+            fail("firewall %s: reload_command %r: %s" % (name, p["reload_command"], exc))
+        rc, out, err = module.run_command(argv)
+        result["reload"] = dict(rc=rc, stdout=out, stderr=err, command=p["reload_command"])
+        if rc != 0:
+            fail("firewall %s: %s was written, but the filter reload (%s) failed with rc %d: %s%s\n"
+                 "The previous configuration is the newest backup, %s; pf may still run the previous rules."
+                 % (name, p["config_path"], p["reload_command"], rc, out, err, written["backup"]))
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
