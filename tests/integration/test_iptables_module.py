@@ -1,0 +1,573 @@
+"""iptables backend end to end: the real iptables_ruleset module, run by the real ansible-playbook,
+against real iptables (the distribution's default, nft backend) inside a fresh network namespace
+per test (prefix ``ocsipt-``).
+
+Needs root, ``ip``, ``iptables-save`` and ``iptables-restore``; skipped with the reason otherwise.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.ocs.edge_firewall.plugins.module_utils import iptables as I
+from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.policy import build_policy
+from inventory_loader import example
+
+REPO = Path(__file__).resolve().parents[2]
+OWNED = ("OCS-EDGE-IN", "OCS-EDGE-FWD", "OCS-EDGE-OUT")
+
+
+def _skip_reason():
+    if os.geteuid() != 0:
+        return "needs root (network namespaces, iptables)"
+    for tool in ("ip", "iptables", "iptables-save", "iptables-restore"):
+        if not shutil.which(tool):
+            return "needs %s on PATH" % tool
+    if not (Path(sys.executable).parent / "ansible-playbook").exists() and not shutil.which("ansible-playbook"):
+        return "needs ansible-playbook"
+    return None
+
+
+pytestmark = [pytest.mark.integration, pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))]
+
+ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook") \
+    if (Path(sys.executable).parent / "ansible-playbook").exists() else "ansible-playbook"
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def run(argv, check=True, **kw):
+    proc = subprocess.run(argv, capture_output=True, text=True, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError("%s failed rc=%s\n%s\n%s" % (argv, proc.returncode, proc.stdout, proc.stderr))
+    return proc
+
+
+def new_netns():
+    name = "ocsipt-%d-%s" % (os.getpid(), uuid.uuid4().hex[:6])
+    run(["ip", "netns", "add", name])
+    run(["ip", "-n", name, "link", "set", "lo", "up"])
+    return name
+
+
+@pytest.fixture
+def netns():
+    names = []
+
+    def make():
+        names.append(new_netns())
+        return names[-1]
+    make.first = make()
+    yield make
+    for name in names:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def ipt(ns, *args, check=True):
+    return run(["ip", "netns", "exec", ns, "iptables"] + list(args), check=check)
+
+
+def save(ns):
+    """iptables-save -t filter without the timestamp comment lines."""
+    out = run(["ip", "netns", "exec", ns, "iptables-save", "-t", "filter"]).stdout
+    return [l for l in out.splitlines() if not l.startswith("#")]
+
+
+def _owned_line(line):
+    if line.startswith(":"):
+        return line[1:].split()[0] in OWNED
+    return line.startswith("-A ") and (line.split()[1] in OWNED or any(
+        re.search(r"-[jg] %s\b" % c, line) for c in OWNED))
+
+
+def owned(ns):
+    return [l for l in save(ns) if _owned_line(l)]
+
+
+def others(ns):
+    """Every filter line that is not an owned chain, owned rule or jump to one, in order."""
+    return [l for l in save(ns) if not _owned_line(l)]
+
+
+def live_state(ns):
+    return I.parse_save("\n".join(save(ns)))
+
+
+def chain_rules(ns, chain):
+    return [l for l in save(ns) if l.startswith("-A %s " % chain)]
+
+
+def playbook(ns, tmp_path, tasks, check=False, diff=True, extra_vars=None, name="play"):
+    book = [{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]
+    path = tmp_path / ("%s-%s.yml" % (name, uuid.uuid4().hex[:6]))
+    path.write_text(json.dumps(book, indent=1))
+    argv = ["ip", "netns", "exec", ns, ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local",
+            "-e", "ansible_python_interpreter=%s" % sys.executable, str(path)]
+    if extra_vars:
+        vpath = tmp_path / ("vars-%s.json" % uuid.uuid4().hex[:6])
+        vpath.write_text(json.dumps(extra_vars))
+        argv += ["-e", "@%s" % vpath]
+    if check:
+        argv.append("--check")
+    if diff:
+        argv.append("--diff")
+    return _run_ansible(argv)
+
+
+def _run_ansible(argv):
+    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+               ANSIBLE_NOCOLOR="1", ANSIBLE_DEPRECATION_WARNINGS="0")
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=str(REPO))
+    try:
+        doc = json.loads(proc.stdout[proc.stdout.index("{"):])
+    except ValueError:
+        raise AssertionError("no JSON from ansible-playbook rc=%s\n%s\n%s" % (proc.returncode, proc.stdout, proc.stderr))
+    return doc, proc
+
+
+def module_result(doc, play=-1, host="localhost", task_name=None):
+    for task in reversed(doc["plays"][play]["tasks"]):
+        if task_name is None or task["task"]["name"] == task_name:
+            if host in task["hosts"]:
+                return task["hosts"][host]
+    raise AssertionError("no result for %s/%s" % (host, task_name))
+
+
+def policy_firewall(topology, host):
+    return build_policy(example(topology))["firewalls"][host]
+
+
+@pytest.fixture
+def fw_int():
+    """single_site's internal firewall (platform iptables in the example), with interfaces added."""
+    fw = policy_firewall("single_site", "fw-int")
+    assert fw["platform"] == "iptables"
+    return dict(fw, interfaces={"perimeter": "eth1", "internal": "eth0"})
+
+
+def args_for(firewall, tmp_path, **kw):
+    args = {"firewall": firewall, "name": "fw-int", "persist_path": str(tmp_path / "iptables" / "rules.v4")}
+    args.update(kw)
+    return args
+
+
+def apply(ns, tmp_path, args, **kw):
+    doc, proc = playbook(ns, tmp_path, [{"name": "ipt", "ocs.edge_firewall.iptables_ruleset": args}], **kw)
+    return module_result(doc), proc
+
+
+# What other software puts into the filter table: docker's chains and FORWARD jumps, fail2ban's
+# chain and INPUT jump, an admin's rules in INPUT/FORWARD/OUTPUT. Must stay byte-identical.
+OTHERS = """*filter
+:DOCKER - [0:0]
+:DOCKER-USER - [0:0]
+:f2b-sshd - [0:0]
+-A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd
+-A INPUT -p tcp -m tcp --dport 25 -m comment --comment "admin: smtp" -j ACCEPT
+-A FORWARD -j DOCKER-USER
+-A FORWARD -o docker0 -j DOCKER
+-A FORWARD -i docker0 ! -o docker0 -j ACCEPT
+-A OUTPUT -d 192.0.2.1/32 -j ACCEPT
+-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
+-A DOCKER-USER -j RETURN
+-A f2b-sshd -s 192.0.2.66/32 -j REJECT --reject-with icmp-port-unreachable
+-A f2b-sshd -j RETURN
+COMMIT
+"""
+
+
+def add_others(ns):
+    run(["ip", "netns", "exec", ns, "iptables-restore", "--noflush"], input=OTHERS)
+    lines = others(ns)
+    assert "-A DOCKER-USER -j RETURN" in lines and ":f2b-sshd - [0:0]" in lines
+    return lines
+
+
+def check_jumps_first(ns, builtins=("INPUT", "FORWARD")):
+    live = live_state(ns)
+    for b in builtins:
+        assert len(live["jumps"][b]) == 1, live["jumps"]
+        assert live["jumps"][b][0]["pos"] == 1
+        assert chain_rules(ns, b)[0].endswith("-j %s" % ("OCS-EDGE-IN" if b == "INPUT" else
+                                                         "OCS-EDGE-FWD" if b == "FORWARD" else "OCS-EDGE-OUT"))
+
+
+# ------------------------------------------------------------------------------- tests
+
+def test_apply_noop_persist_and_unrelated_chains(netns, tmp_path, fw_int):
+    ns = netns.first
+    before_others = add_others(ns)
+    args = args_for(fw_int, tmp_path)
+    # a rules file another tool already wrote: its nat table and filter rules must survive
+    persist = Path(args["persist_path"])
+    persist.parent.mkdir()
+    persist.write_text("# saved by netfilter-persistent\n*nat\n:PREROUTING ACCEPT [0:0]\n"
+                       "-A PREROUTING -p tcp -m tcp --dport 8080 -j REDIRECT --to-ports 80\nCOMMIT\n"
+                       "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:ADMIN - [0:0]\n"
+                       "-A INPUT -j ADMIN\n-A ADMIN -s 198.51.100.0/24 -j ACCEPT\nCOMMIT\n")
+    foreign_persist = persist.read_text()
+
+    res, proc = apply(ns, tmp_path, args)
+    assert res["changed"] is True, proc.stdout[-3000:]
+    assert "chain OCS-EDGE-FWD" in res["created"] and "chain OCS-EDGE-IN" in res["created"]
+    fwd = [c for c in res["created"] if c.startswith("OCS-EDGE-FWD: ")]
+    assert len(fwd) == 2 + sum(max(1, len(r["src"] or [1])) * max(1, len(r["dst"] or [1])) for r in fw_int["rules"]) + 1
+    # what iptables-save prints is, line for line, what the module rendered
+    assert owned(ns) == [l for l in res["rules"].splitlines() if l not in ("*filter", "COMMIT")]
+    for rule in fw_int["rules"]:
+        assert any('--comment "%s"' % rule["comment"] in l for l in chain_rules(ns, "OCS-EDGE-FWD")), rule["id"]
+    assert chain_rules(ns, "OCS-EDGE-FWD")[-1].endswith("-j DROP")
+    assert any("-i eth1 -o eth0" in l for l in chain_rules(ns, "OCS-EDGE-FWD"))
+    check_jumps_first(ns)
+    # every owned rule carries a comment
+    assert all("--comment" in l for l in owned(ns) if l.startswith("-A "))
+
+    # unrelated chains and rules: byte-identical, in the same order
+    assert others(ns) == before_others
+
+    # no-op re-run: nothing reported, nothing rewritten
+    live = save(ns)
+    res2, _ = apply(ns, tmp_path, args)
+    assert res2["changed"] is False, res2
+    assert res2["created"] == res2["removed"] == res2["updated"] == [] and res2["transaction"] == ""
+    assert save(ns) == live
+
+    # persisted: the foreign content is kept, the owned section is exactly what was applied
+    text = persist.read_text()
+    assert I.strip_persist(text) == foreign_persist
+    persisted_owned = [l for l in text.splitlines() if _owned_line(l)]
+    assert sorted(persisted_owned) == sorted(l for l in res["rules"].splitlines() if l not in ("*filter", "COMMIT"))
+    # restore it as netfilter-persistent does at boot (no --noflush) into a fresh namespace:
+    # the owned chains and jumps read back equal to the live ones, jumps at position 1
+    fresh = netns()
+    run(["ip", "netns", "exec", fresh, "iptables-restore"], input=text)
+    assert owned(fresh) == owned(ns)
+    check_jumps_first(fresh)
+    assert "-A ADMIN -s 198.51.100.0/24 -j ACCEPT" in save(fresh)
+    # and a second run does not touch the file
+    mtime = persist.stat().st_mtime_ns
+    apply(ns, tmp_path, args)
+    assert persist.stat().st_mtime_ns == mtime and persist.read_text() == text
+
+
+def test_check_mode_without_changes_and_on_fresh_host(netns, tmp_path, fw_int):
+    ns = netns.first
+    add_others(ns)
+    before = save(ns)
+    args = args_for(fw_int, tmp_path)
+    res, _ = apply(ns, tmp_path, args, check=True)
+    assert res["changed"] is True and res["created"]
+    assert save(ns) == before, "check mode changed the live rules"
+    assert not Path(args["persist_path"]).exists(), "check mode wrote the persisted file"
+    diff = res["diff"][0]
+    assert diff["before"] == "" and "-A OCS-EDGE-FWD" in diff["after"]
+    assert res["transaction"].startswith("*filter\n") and res["transaction"].endswith("COMMIT\n")
+
+
+def _line(ns, chain, needle):
+    rules = chain_rules(ns, chain)
+    hits = [i for i, l in enumerate(rules) if needle in l]
+    assert hits, "no rule with %r in %s" % (needle, chain)
+    return hits[0] + 1, rules[hits[0]]
+
+
+def _replace(ns, chain, needle, old, new):
+    pos, line = _line(ns, chain, needle)
+    assert old in line
+    spec = I.tokenize(line.replace(old, new))[2:]
+    ipt(ns, "-R", chain, str(pos), *spec)
+
+
+def _move_jump(ns):
+    pos, line = _line(ns, "FORWARD", "-j OCS-EDGE-FWD")
+    ipt(ns, "-D", "FORWARD", str(pos))
+    ipt(ns, "-A", "FORWARD", *I.tokenize(line)[2:])
+
+
+DRIFTS = {
+    # kind: (drift, needles in removed, needles in created, needles in updated)
+    "rule_added": (lambda ns: ipt(ns, "-I", "OCS-EDGE-FWD", "3", "-s", "198.51.100.9", "-j", "ACCEPT"),
+                   ["OCS-EDGE-FWD: -s 198.51.100.9/32 -j ACCEPT"], [], []),
+    "rule_deleted": (lambda ns: ipt(ns, "-D", "OCS-EDGE-FWD", str(_line(ns, "OCS-EDGE-FWD", "t14-f5-out")[0])),
+                     [], ["t14-f5-out"], []),
+    "port_changed": (lambda ns: _replace(ns, "OCS-EDGE-FWD", "t14-f5-in", "--dport 5061", "--dport 5062"),
+                     ["--dport 5062"], ["--dport 5061"], []),
+    "address_changed": (lambda ns: _replace(ns, "OCS-EDGE-FWD", "t14-f5-in", "-d 10.10.1.20/32", "-d 10.10.1.21/32"),
+                        ["-d 10.10.1.21/32"], ["-d 10.10.1.20/32"], []),
+    "management_rule_deleted": (lambda ns: ipt(ns, "-D", "OCS-EDGE-IN", str(_line(ns, "OCS-EDGE-IN", "ocs management")[0])),
+                                [], ["ocs management"], []),
+    "jump_removed": (lambda ns: ipt(ns, "-D", "FORWARD", str(_line(ns, "FORWARD", "-j OCS-EDGE-FWD")[0])),
+                     [], ["FORWARD: "], []),
+    "jump_moved": (_move_jump, [], [], ["jump FORWARD -> OCS-EDGE-FWD moved from position 4 to 1"]),
+    "jump_duplicated": (lambda ns: ipt(ns, "-A", "INPUT", "-j", "OCS-EDGE-IN"),
+                        ["INPUT: -j OCS-EDGE-IN (jump at position 4)"], [], []),
+    "rule_order": (lambda ns: (ipt(ns, "-D", "OCS-EDGE-IN", "1"),
+                               ipt(ns, "-I", "OCS-EDGE-IN", "2", "-i", "lo", "-m", "comment", "--comment",
+                                   I.BASE_COMMENTS["lo"], "-j", "ACCEPT")),
+                   [], [], ["chain OCS-EDGE-IN: rule order restored"]),
+    "owned_chain_deleted": (lambda ns: (ipt(ns, "-D", "INPUT", "1"), ipt(ns, "-F", "OCS-EDGE-IN"),
+                                        ipt(ns, "-X", "OCS-EDGE-IN")),
+                            [], ["chain OCS-EDGE-IN", "INPUT: "], []),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DRIFTS))
+def test_drift_is_detected_corrected_and_then_quiet(netns, tmp_path, fw_int, kind):
+    ns = netns.first
+    add_others(ns)
+    args = args_for(fw_int, tmp_path)
+    apply(ns, tmp_path, args)
+    good = save(ns)
+    foreign = others(ns)
+    persisted = Path(args["persist_path"]).read_text()
+    drift, removed_needles, created_needles, updated_needles = DRIFTS[kind]
+    drift(ns)
+    drifted = save(ns)
+    assert drifted != good
+
+    check, _ = apply(ns, tmp_path, args, check=True)
+    assert check["changed"] is True, check
+    assert save(ns) == drifted, "check mode corrected the drift"
+    assert check["diff"][0]["before"] != check["diff"][0]["after"]
+    fix, _ = apply(ns, tmp_path, args)
+    assert fix["changed"] is True
+    assert (fix["created"], fix["removed"], fix["updated"]) == (check["created"], check["removed"], check["updated"])
+    for needle in removed_needles:
+        assert any(needle in r for r in fix["removed"]), fix["removed"]
+    for needle in created_needles:
+        assert any(needle in c for c in fix["created"]), fix["created"]
+    for needle in updated_needles:
+        assert any(needle in u for u in fix["updated"]), fix["updated"]
+    if not removed_needles:
+        assert fix["removed"] == []
+    if not created_needles:
+        assert fix["created"] == []
+    assert save(ns) == good
+    check_jumps_first(ns)
+    again, _ = apply(ns, tmp_path, args)
+    assert again["changed"] is False, again
+    assert others(ns) == foreign
+    assert Path(args["persist_path"]).read_text() == persisted
+
+
+def test_invalid_rule_set_rejected_previous_stays(netns, tmp_path, fw_int):
+    ns = netns.first
+    args = args_for(fw_int, tmp_path)
+    apply(ns, tmp_path, args)
+    live = save(ns)
+    persisted = Path(args["persist_path"]).read_text()
+    bad = json.loads(json.dumps(fw_int))
+    bad["rules"][1]["dst"] = ["10.10.1.300"]
+    res, proc = apply(ns, tmp_path, args_for(bad, tmp_path))
+    assert res.get("failed") is True and proc.returncode != 0
+    assert "firewall fw-int: rules[1] (%s).dst[0]: '10.10.1.300' is not a valid IP address" % bad["rules"][1]["id"] in res["msg"]
+    assert "previous rule set is still in force" in res["msg"]
+    assert save(ns) == live
+    assert Path(args["persist_path"]).read_text() == persisted
+
+
+def test_ipv6_address_is_a_clear_error_not_a_silent_drop(netns, tmp_path, fw_int):
+    ns = netns.first
+    bad = json.loads(json.dumps(fw_int))
+    bad["rules"][0]["src"] = ["172.16.1.5", "2001:db8:1::5"]
+    res, proc = apply(ns, tmp_path, args_for(bad, tmp_path))
+    assert res.get("failed") is True
+    assert "rules[0] (%s).src[1]: 2001:db8:1::5 is an IPv6 address; the iptables backend enforces IPv4 only" \
+        % bad["rules"][0]["id"] in res["msg"]
+    assert owned(ns) == []
+
+
+def _netns_runner(ns):
+    def run_in(argv, data=None):
+        p = subprocess.run(["ip", "netns", "exec", ns] + argv, input=data, capture_output=True, text=True)
+        return p.returncode, p.stdout, p.stderr
+    return run_in
+
+
+def test_iptables_restore_rejection_is_atomic_and_explained(netns, tmp_path, fw_int):
+    """What iptables-restore itself refuses (past the module's own checks): --test reports it with
+    the line, and even a real restore of the same transaction changes nothing (one COMMIT)."""
+    ns = netns.first
+    add_others(ns)
+    args = args_for(fw_int, tmp_path)
+    apply(ns, tmp_path, args)
+    live = save(ns)
+    runner = I.Ipt(_netns_runner(ns))
+    desired = I.desired_state(fw_int, "fw-int")
+    state, _raw = runner.read()
+    script = I.render_transaction(desired, state)
+    lines = script.splitlines()
+    idx = [i for i, l in enumerate(lines) if "t14-f5-out" in l][0]
+    lines[idx] = lines[idx].replace("--dport 5061", "--dport 70000")
+    bad = "\n".join(lines) + "\n"
+    with pytest.raises(I.IptError) as err:
+        runner.check(bad)
+    msg = str(err.value)
+    assert "validation (iptables-restore --noflush --test)" in msg and "nothing was changed" in msg
+    assert "line: %d" % (idx + 1) in msg, msg
+    with pytest.raises(I.IptError):
+        runner.apply(bad)
+    assert save(ns) == live
+
+
+def test_host_mode_reverse_proxy(netns, tmp_path):
+    ns = netns.first
+    fw = dict(policy_firewall("consolidated", "rp1"), platform="iptables")
+    assert fw["mode"] == "host"
+    args = args_for(fw, tmp_path, name="rp1")
+    res, _ = apply(ns, tmp_path, args)
+    assert res["changed"] is True
+    live = live_state(ns)
+    assert set(live["chains"]) == {"OCS-EDGE-IN", "OCS-EDGE-OUT"}
+    check_jumps_first(ns, ("INPUT", "OUTPUT"))
+    assert "FORWARD" not in live["jumps"]
+    assert chain_rules(ns, "OCS-EDGE-IN")[-1].endswith("-j DROP")
+    assert not chain_rules(ns, "OCS-EDGE-OUT")[-1].endswith("-j DROP"), "output policy accept: no final drop"
+    assert any(l.startswith("-A OCS-EDGE-IN -s 10.99.0.0/24 -p tcp -m tcp --dport 22 ") for l in save(ns))
+    text = "\n".join(save(ns))
+    for rule in fw["rules"]:
+        assert '--comment "%s"' % rule["comment"] in text
+    res2, _ = apply(ns, tmp_path, args)
+    assert res2["changed"] is False
+    # switching the same host to network mode removes the now unused OUT chain and its jump
+    net = dict(fw, mode="network", rules=[])
+    res3, _ = apply(ns, tmp_path, args_for(net, tmp_path, name="rp1"))
+    assert "chain OCS-EDGE-OUT" in res3["removed"]
+    assert set(live_state(ns)["chains"]) == {"OCS-EDGE-IN", "OCS-EDGE-FWD"} and "OUTPUT" not in live_state(ns)["jumps"]
+
+
+def test_state_absent_removes_only_what_it_owns(netns, tmp_path, fw_int):
+    ns = netns.first
+    before = add_others(ns)
+    args = args_for(fw_int, tmp_path)
+    apply(ns, tmp_path, args)
+    gone, _ = apply(ns, tmp_path, dict(args, state="absent", firewall=None))
+    assert gone["changed"] is True and "chain OCS-EDGE-FWD" in gone["removed"]
+    assert owned(ns) == []
+    assert save(ns) == before
+    assert [l for l in Path(args["persist_path"]).read_text().splitlines() if _owned_line(l)] == []
+    again, _ = apply(ns, tmp_path, dict(args, state="absent", firewall=None))
+    assert again["changed"] is False
+
+
+def test_role_one_module_call_check_and_diff(netns, tmp_path, fw_int):
+    ns = netns.first
+    tasks = [{"name": "role", "ansible.builtin.include_role": {"name": "ocs.edge_firewall.iptables"}}]
+    extra = {"ocs_firewall": fw_int, "ocs_firewall_name": "fw-int",
+             "ocs_iptables_persist_path": str(tmp_path / "d" / "rules.v4")}
+    doc, proc = playbook(ns, tmp_path, tasks, check=True, extra_vars=extra)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    calls = [t for t in doc["plays"][0]["tasks"] if "Enforce the rule set in the owned chains" in t["task"]["name"]]
+    assert len(calls) == 1, "one module call per firewall"
+    assert calls[0]["hosts"]["localhost"]["changed"] is True
+    assert owned(ns) == [], "check mode created chains"
+    doc, proc = playbook(ns, tmp_path, tasks, extra_vars=extra)
+    assert proc.returncode == 0 and doc["stats"]["localhost"]["changed"] >= 1
+    assert len(chain_rules(ns, "OCS-EDGE-FWD")) > 3
+    doc, proc = playbook(ns, tmp_path, tasks, extra_vars=extra)
+    assert doc["stats"]["localhost"]["changed"] == 0
+    # the role refuses a rule set meant for another platform
+    doc, proc = playbook(ns, tmp_path, tasks, extra_vars=dict(extra, ocs_firewall=dict(fw_int, platform="nftables")))
+    assert proc.returncode != 0 and "with platform iptables" in proc.stdout
+
+
+def test_deploy_playbook_on_single_site_fw_int(netns, tmp_path):
+    """The deploy playbook, example inventory single_site (fw-int: ocs_firewall_platform: iptables),
+    limited to fw-int, run inside the namespace."""
+    ns = netns.first
+    before = add_others(ns)
+    deploy = REPO / "playbooks" / "deploy_edge_firewalls.yml"
+    argv = ["ip", "netns", "exec", ns, ANSIBLE_PLAYBOOK, str(deploy), "-i", str(REPO / "inventories" / "single_site"),
+            "-e", "ocs_deploy_limit=fw-int", "-e", "ansible_connection=local",
+            "-e", "ansible_python_interpreter=%s" % sys.executable,
+            "-e", "ocs_linux_become=false",
+            "-e", "ocs_iptables_persist_path=%s" % (tmp_path / "rules.v4")]
+    doc, proc = _run_ansible(argv)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert doc["stats"]["fw-int"]["changed"] >= 1
+    fw = policy_firewall("single_site", "fw-int")
+    text = "\n".join(chain_rules(ns, "OCS-EDGE-FWD"))
+    assert all('--comment "%s"' % r["comment"] in text for r in fw["rules"])
+    check_jumps_first(ns)
+    assert others(ns) == before
+    doc, proc = _run_ansible(argv + ["--check", "--diff"])
+    assert proc.returncode == 0 and doc["stats"]["fw-int"]["changed"] == 0
+
+
+# --------------------------------------------------------------------- packet-level probe
+
+SERVER = r"""
+import socket, sys, threading
+def serve(port):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port)); s.listen(8)
+    while True:
+        c, _ = s.accept(); c.sendall(b"ok"); c.close()
+for p in sys.argv[1:]:
+    threading.Thread(target=serve, args=(int(p),), daemon=True).start()
+print("ready", flush=True)
+threading.Event().wait()
+"""
+
+CLIENT = r"""
+import socket, sys
+try:
+    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1.5)
+    print(c.recv(2).decode())
+except OSError as exc:
+    print("blocked: %s" % exc)
+"""
+
+
+def connect(ns, host, port):
+    return run(["ip", "netns", "exec", ns, sys.executable, "-c", CLIENT, host, str(port)]).stdout.strip()
+
+
+def test_packets_through_router_namespace(netns, tmp_path):
+    """internal client 10.10.1.10 -> router (the firewall, iptables) -> perimeter server 172.16.1.31."""
+    router, client, server = netns.first, netns(), netns()
+    tag = uuid.uuid4().hex[:5]
+    links = [("c" + tag, client, "10.10.1.10/24", "ri" + tag, "10.10.1.1/24"),
+             ("s" + tag, server, "172.16.1.31/24", "rp" + tag, "172.16.1.1/24")]
+    for end, ns, addr, rend, raddr in links:
+        run(["ip", "link", "add", end, "netns", ns, "type", "veth", "peer", "name", rend, "netns", router])
+        run(["ip", "-n", ns, "addr", "add", addr, "dev", end])
+        run(["ip", "-n", ns, "link", "set", end, "up"])
+        run(["ip", "-n", router, "addr", "add", raddr, "dev", rend])
+        run(["ip", "-n", router, "link", "set", rend, "up"])
+        run(["ip", "-n", ns, "route", "add", "default", "via", raddr.split("/")[0]])
+    run(["ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+    firewall = {
+        "platform": "iptables", "mode": "network",
+        "interfaces": {"internal": "ri" + tag, "perimeter": "rp" + tag},
+        "management": {"sources": ["10.10.1.10/32"], "ports": ["2222"]},
+        "rules": [{"id": "central-t18-f5-out", "protocol": "tcp", "src": ["10.10.1.10"], "dst": ["172.16.1.31"],
+                   "sport": None, "dport": ["5061"], "src_zone": "internal", "dst_zone": "perimeter",
+                   "chain": "forward", "comment": "ocs central-t18-f5-out table 18 figure 5 access_edge SIP/MTLS"}],
+    }
+    procs = []
+    try:
+        for ns, ports in ((server, ["5061", "5062"]), (client, ["5061"]), (router, ["2222", "2223"])):
+            p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", SERVER] + ports,
+                                 stdout=subprocess.PIPE, text=True)
+            procs.append(p)
+            assert p.stdout.readline().strip() == "ready"
+        assert connect(client, "172.16.1.31", 5062) == "ok"                 # before: no filtering
+        res, _ = apply(router, tmp_path, args_for(firewall, tmp_path, name="lab-router"))
+        assert res["changed"] is True
+        assert connect(client, "172.16.1.31", 5061) == "ok"                 # the seed's direction and port
+        assert connect(client, "172.16.1.31", 5062).startswith("blocked")  # another port: dropped
+        assert connect(server, "10.10.1.10", 5061).startswith("blocked")   # the reverse direction: dropped
+        assert connect(client, "10.10.1.1", 2222) == "ok"                   # management to the router itself
+        assert connect(client, "10.10.1.1", 2223).startswith("blocked")    # anything else to the router
+        assert connect(server, "172.16.1.1", 2222).startswith("blocked")   # not from the management net
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
