@@ -434,6 +434,8 @@ def plan(desired, current, group=DEFAULT_GROUP, name="host"):
     # Windows, PowerShell's -eq and win_firewall_rule compare names and groups case-insensitively.
     mine, outside = {}, []
     for rule in current:
+        if rule is None:          # a null entry from a PowerShell reader means "no rule"
+            continue
         n = normalise(rule)
         if n["group"].casefold() == group.casefold():
             mine.setdefault(n["name"].casefold(), []).append(n)

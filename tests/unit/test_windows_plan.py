@@ -258,3 +258,8 @@ def test_bad_current_state_is_reported():
         plan([], "nope", name="ae1")
     with pytest.raises(WindowsFirewallError, match="an entry has no name"):
         plan([], [{"Grouping": DEFAULT_GROUP}], name="ae1")
+
+
+def test_null_entries_are_no_rules(desired):
+    assert plan(desired, [None] + com_state(desired))["changed"] is False
+    assert plan(desired, {"rules": [None]})["to_create"] == desired

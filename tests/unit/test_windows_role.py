@@ -324,3 +324,23 @@ def test_profiles_variable_reaches_the_module(tmp_path):
     assert result.proc.returncode == 0, result.out
     assert {tuple(c["args"]["profiles"]) for c in result.writes} == {("public",)}
     assert {r["Profiles"] for r in result.state["win1"]} == {4}
+
+
+# ------------------------------------------------------------------ static checks
+
+
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+def test_deploy_playbook_syntax_check_with_windows_inventory(topology):
+    proc = subprocess.run([os.path.join(BIN, "ansible-playbook"), "--syntax-check", DEPLOY, "-i",
+                           "inventories/%s" % topology], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, ANSIBLE_NOCOLOR="1"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ocs_windows" in (REPO / "inventories" / topology / "hosts.yml").read_text()
+
+
+def test_role_is_ansible_lint_clean():
+    proc = subprocess.run([os.path.join(BIN, "ansible-lint"), "--profile", "production", "--offline",
+                           "roles/windows_firewall", str(FIXTURES / "role_playbook.yml")],
+                          cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, ANSIBLE_NOCOLOR="1", NO_COLOR="1"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr

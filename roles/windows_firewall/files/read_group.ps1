@@ -25,9 +25,11 @@ $watch = New-Object 'System.Collections.Generic.HashSet[string]' ([System.String
 foreach ($n in $Names) { [void]$watch.Add([string]$n) }
 foreach ($r in $all) { if ($r.Grouping -eq $Group) { [void]$watch.Add([string]$r.Name) } }
 
-$rules = foreach ($r in $all) {
+# A List, not `$rules = foreach ...`: @($null) would be one null entry when nothing matches.
+$rules = New-Object 'System.Collections.Generic.List[object]'
+foreach ($r in $all) {
     if ($r.Grouping -eq $Group -or $watch.Contains([string]$r.Name)) {
-        [ordered]@{
+        $rules.Add([ordered]@{
             Name            = [string]$r.Name
             Grouping        = [string]$r.Grouping
             Description     = [string]$r.Description
@@ -42,12 +44,12 @@ $rules = foreach ($r in $all) {
             Profiles        = [int]$r.Profiles
             ApplicationName = [string]$r.ApplicationName
             ServiceName     = [string]$r.ServiceName
-        }
+        })
     }
 }
 
 $Ansible.Result = @{
     group = $Group
     total = $all.Count
-    rules = @($rules)
+    rules = $rules.ToArray()
 }
