@@ -1,0 +1,168 @@
+"""Shared helpers of the pfSense tests: configs to run against, the policy, an independent oracle."""
+import copy
+import functools
+from pathlib import Path
+from xml.dom import minidom
+
+import pytest
+
+from inventory_loader import load_hostvars
+from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.policy import build_policy
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "pfsense"
+GOLDEN = REPO / "tests" / "golden" / "pfsense"
+SHARED = REPO.parent / "shared" / "data" / "pfsense"
+MARKER = "[ocs.edge_firewall]"
+
+# name -> (path, interface override per firewall or None)
+_ONLY_WAN_LAN = {"fw-ext": {"internet": "wan", "perimeter": "lan"},
+                 "fw-int": {"perimeter": "wan", "internal": "lan"}}
+CONFIGS = {
+    "empty": (FIXTURES / "config.empty.xml", None),
+    "crowded": (FIXTURES / "config.crowded.xml", None),
+    "shared-default": (SHARED / "config.default.xml", _ONLY_WAN_LAN),
+    "shared-rule": (SHARED / "pfsensible_rule_config.xml", None),
+    "shared-alias": (SHARED / "pfsensible_alias_config.xml", None),
+}
+
+
+def config_params():
+    out = []
+    for name, (path, _o) in CONFIGS.items():
+        marks = []
+        if name.startswith("shared-"):
+            marks.append(pytest.mark.skipif(not path.is_file(), reason="%s not present" % path))
+        out.append(pytest.param(name, marks=marks, id=name))
+    return out
+
+
+def config_bytes(name):
+    return CONFIGS[name][0].read_bytes()
+
+
+@functools.lru_cache(maxsize=None)
+def _policy():
+    return build_policy(load_hostvars(FIXTURES / "inventory"))
+
+
+def policy():
+    return copy.deepcopy(_policy())
+
+
+def firewall(config_name, fw):
+    result = policy()["firewalls"][fw]
+    override = CONFIGS[config_name][1]
+    if override:
+        result["interfaces"] = dict(override[fw])
+    return result
+
+
+# --------------------------------------------------------------------------- oracle (minidom)
+
+def _text(node, tag):
+    found = [c for c in node.childNodes if c.nodeType == c.ELEMENT_NODE and c.tagName == tag]
+    if not found:
+        return None
+    return "".join(t.data for t in found[0].childNodes if t.nodeType in (t.TEXT_NODE, t.CDATA_SECTION_NODE))
+
+
+def _child(node, tag):
+    found = [c for c in node.childNodes if c.nodeType == c.ELEMENT_NODE and c.tagName == tag]
+    return found[0] if found else None
+
+
+def _children(node, tag):
+    return [c for c in node.childNodes if c.nodeType == c.ELEMENT_NODE and c.tagName == tag]
+
+
+def read_with_minidom(data):
+    """-> (aliases {name: (type, [entries])}, rules [dict]) of the whole file, in document order."""
+    doc = minidom.parseString(data)
+    root = doc.documentElement
+    aliases = {}
+    aliases_el = _child(root, "aliases")
+    for alias in _children(aliases_el, "alias") if aliases_el else []:
+        aliases[_text(alias, "name")] = (_text(alias, "type"), (_text(alias, "address") or "").split())
+    rules = []
+    filt = _child(root, "filter")
+    for rule in _children(filt, "rule") if filt else []:
+        ends = {}
+        for side in ("source", "destination"):
+            end = _child(rule, side)
+            ends[side] = {"any": _child(end, "any") is not None, "address": _text(end, "address"),
+                          "port": _text(end, "port")}
+        rules.append({"descr": _text(rule, "descr") or "", "interface": _text(rule, "interface"),
+                      "type": _text(rule, "type"), "ipprotocol": _text(rule, "ipprotocol"),
+                      "protocol": _text(rule, "protocol"), "statetype": _text(rule, "statetype"),
+                      "tracker": _text(rule, "tracker"), "floating": _child(rule, "floating") is not None,
+                      "disabled": _child(rule, "disabled") is not None,
+                      "source": ends["source"], "destination": ends["destination"], "node": rule})
+    return aliases, rules
+
+
+def _resolve_addresses(end, aliases):
+    if end["any"]:
+        return None
+    name = end["address"]
+    if name in aliases:
+        atype, entries = aliases[name]
+        assert atype in ("host", "network"), name
+        return sorted(e[:-3] if e.endswith("/32") else e for e in entries)
+    return [name]
+
+
+def _resolve_ports(end, aliases):
+    port = end["port"]
+    if not port:
+        return None
+    if port in aliases:
+        atype, entries = aliases[port]
+        assert atype == "port", port
+        return sorted(e.replace(":", "-") for e in entries)
+    return [port]
+
+
+def assert_matches_policy(data, fw_dict):
+    """Every managed rule of the file is the PFRULE of fw_dict at the same place, and nothing else is managed."""
+    aliases, rules = read_with_minidom(data)
+    managed = [r for r in rules if r["descr"].startswith(MARKER)]
+    expected = {}
+    for pfrule in fw_dict["rules"]:
+        expected.setdefault(fw_dict["interfaces"][pfrule["src_zone"]], []).append(pfrule)
+    got = {}
+    for rule in managed:
+        assert not rule["floating"]
+        got.setdefault(rule["interface"], []).append(rule)
+    assert sorted(got) == sorted(expected)
+    for iface, pfrules in expected.items():
+        assert len(got[iface]) == len(pfrules), iface
+        for rule, pfrule in zip(got[iface], pfrules):
+            assert pfrule["id"] in rule["descr"]
+            assert rule["descr"] == "%s %s" % (MARKER, pfrule["comment"])
+            assert (rule["type"], rule["ipprotocol"], rule["statetype"]) == ("pass", "inet", "keep state")
+            assert rule["protocol"] == pfrule["protocol"]
+            assert not rule["disabled"]
+            assert _resolve_addresses(rule["source"], aliases) == (sorted(pfrule["src"]) if pfrule["src"] else None)
+            assert _resolve_addresses(rule["destination"], aliases) == (sorted(pfrule["dst"]) if pfrule["dst"] else None)
+            assert _resolve_ports(rule["source"], aliases) == (sorted(pfrule["sport"]) if pfrule["sport"] else None)
+            assert _resolve_ports(rule["destination"], aliases) == (sorted(pfrule["dport"]) if pfrule["dport"] else None)
+        # the block is at the top of the interface: every managed rule before every unmanaged one
+        on_iface = [r for r in rules if r["interface"] == iface and not r["floating"]]
+        flags = [r["descr"].startswith(MARKER) for r in on_iface]
+        assert flags == sorted(flags, reverse=True), iface
+    trackers = [r["tracker"] for r in managed]
+    all_trackers = [r["tracker"] for r in rules]
+    for tracker in trackers:
+        assert all_trackers.count(tracker) == 1, tracker
+    used = set()
+    for rule in managed:
+        for end in (rule["source"], rule["destination"]):
+            for value in (end["address"], end["port"]):
+                if value in aliases:
+                    used.add(value)
+    managed_aliases = set(n for n in aliases if n.startswith("OCS_"))
+    assert managed_aliases == used, "managed aliases not used by a managed rule: %s" % (managed_aliases - used)
+    for name in managed_aliases:
+        assert len(name) < 32 and name.replace("_", "").isalnum()
+    return managed
