@@ -386,6 +386,15 @@ def normalise(rule):
     return out
 
 
+def _same(field, have, want):
+    """win_firewall_rule compares strings with PowerShell's case-insensitive -ne: a description
+    that differs only in letter case is not drift for the module, so not for the plan either
+    (otherwise every run would send a call that changes nothing)."""
+    if field == "description":
+        return have.casefold() == want.casefold()
+    return have == want
+
+
 def _show(value):
     if value is None:
         return "any"
@@ -463,7 +472,7 @@ def plan(desired, current, group=DEFAULT_GROUP, name="host"):
         diffs = {}
         for h in have:
             for f in COMPARED:
-                if h[f] != n[f] and f not in diffs:
+                if not _same(f, h[f], n[f]) and f not in diffs:
                     diffs[f] = {"before": _show(h[f]), "after": _show(n[f])}
         if len(have) > 1 or any(f in diffs for f in RECREATE_ON):
             result["to_remove"].append({"name": rname, "state": "absent"})

@@ -263,3 +263,9 @@ def test_bad_current_state_is_reported():
 def test_null_entries_are_no_rules(desired):
     assert plan(desired, [None] + com_state(desired))["changed"] is False
     assert plan(desired, {"rules": [None]})["to_create"] == desired
+
+
+def test_description_case_only_is_not_drift_like_the_module(desired):
+    current = com_state(desired)
+    current[0]["Description"] = current[0]["Description"].upper()
+    assert plan(desired, current)["changed"] is False
