@@ -429,8 +429,8 @@ def plan(desired, current, group=DEFAULT_GROUP, name="host"):
     if isinstance(current, Mapping) and "rules" in current:
         current = current["rules"]
     if not isinstance(current, (list, tuple)):
-        raise WindowsFirewallError("%s: ocs_windows_firewall_current_rules: must be a list of rules, got %s"
-                                   % (where, type(current).__name__))
+        raise WindowsFirewallError("%s: current rules (the reader's result.rules, or ocs_windows_firewall_current_rules): "
+                                   "must be a list of rules, got %s" % (where, type(current).__name__))
     want = {}
     for params in desired:
         n = normalise(params)

@@ -254,8 +254,10 @@ def test_state_absent_removes_the_whole_group_only(desired):
 
 
 def test_bad_current_state_is_reported():
-    with pytest.raises(WindowsFirewallError, match="ocs_windows_firewall_current_rules: must be a list"):
+    with pytest.raises(WindowsFirewallError, match="ocs_windows_firewall_current_rules\\): must be a list"):
         plan([], "nope", name="ae1")
+    with pytest.raises(WindowsFirewallError, match="host ae1: current rules"):
+        plan([], {"unexpected": 1}, name="ae1")
     with pytest.raises(WindowsFirewallError, match="an entry has no name"):
         plan([], [{"Grouping": DEFAULT_GROUP}], name="ae1")
 
