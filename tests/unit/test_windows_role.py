@@ -77,7 +77,8 @@ def run(tmp_path, *args, state=None, inventory=None, playbook=DEPLOY):
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
                ANSIBLE_COLLECTIONS_PATH="%s:%s" % (SHADOW, REPO / ".cache" / "collections"),
                OCS_SHADOW_LOG=str(log), OCS_SHADOW_STATE=str(state_file),
-               OCS_REAL_WIN_FIREWALL_RULE=str(real_module_path()))
+               OCS_REAL_WIN_FIREWALL_RULE=str(real_module_path()),
+               OCS_REAL_WIN_POWERSHELL=str(real_module_path("ansible.windows", "win_powershell")))
     cmd = [os.path.join(BIN, "ansible-playbook"), playbook]
     if inventory:
         cmd += ["-i", str(inventory)]
@@ -344,3 +345,22 @@ def test_role_is_ansible_lint_clean():
                           cwd=REPO, capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, ANSIBLE_NOCOLOR="1", NO_COLOR="1"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_reader_script_is_read_only_and_matches_the_normaliser():
+    """No PowerShell here: hold the reader's text to what the controller and the shadow assume."""
+    from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.windows import _KEYS
+    script = (REPO / "roles" / "windows_firewall" / "files" / "read_group.ps1").read_text()
+    assert "[CmdletBinding(SupportsShouldProcess)]" in script      # win_powershell runs it in check mode
+    assert "$Ansible.Changed = $false" in script
+    code = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("#"))
+    for verb in ("Remove(", "Set-NetFirewall", "New-NetFirewall", "Remove-NetFirewall", "netsh", ".Rules.Add",
+                 "Invoke-"):
+        assert verb not in code, verb
+    assert not re.search(r"\$(r|fw)\.\w+\s*=", code)                      # no property of a rule is assigned
+    emitted = re.findall(r"^\s+(\w+)\s+= \[(?:string|int|bool)\]\$r\.(\w+)$", script, re.M)
+    assert emitted and all(key == prop for key, prop in emitted)
+    keys = {key for key, _ in emitted}
+    com_keys = {k[1] for k in _KEYS.values()}                     # 2nd accepted key = COM property name
+    assert keys == com_keys
+    assert set(to_com({"name": "x"})) == keys                        # the shadow's model has the same shape

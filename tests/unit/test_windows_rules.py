@@ -24,11 +24,11 @@ from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.windows import (
 GOLDEN = REPO / "tests" / "golden" / "windows"
 
 
-def real_module_path():
-    """The installed community.windows.win_firewall_rule (the `ansible` package's copy)."""
-    spec = importlib.util.find_spec("ansible_collections.community.windows")
-    assert spec is not None, "community.windows is not installed"
-    path = Path(list(spec.submodule_search_locations)[0]) / "plugins" / "modules" / "win_firewall_rule.py"
+def real_module_path(collection="community.windows", module="win_firewall_rule"):
+    """The installed module (the `ansible` package's copy), never the tests' shadow."""
+    spec = importlib.util.find_spec("ansible_collections." + collection)
+    assert spec is not None, "%s is not installed" % collection
+    path = Path(list(spec.submodule_search_locations)[0]) / "plugins" / "modules" / ("%s.py" % module)
     assert path.is_file(), path
     assert "shadow" not in str(path)
     return path
