@@ -624,9 +624,14 @@ def cmd_run(args):
               sum(p["expect"] == "blocked" for p in probes), len(routes), fails, time.time() - start,
               args.out, args.out))
     if diffs is not None:
-        print("drift: %d probes of the true policy now behave differently (listed in the report)" % len(diffs))
-        if args.expect_diffs is not None and len(diffs) < args.expect_diffs:
-            print("drift: expected at least %d" % args.expect_diffs)
+        print("drift: %d probes of the true policy now behave differently (listed in the report):" % len(diffs))
+        for p in diffs:
+            print("  %s %s %s -> %s:%s, true policy: %s, now: %s" % (
+                p["rule"] or p["label"], p["protocol"], p["src"], p["dst"], p["dport"], p["true_expect"], p["status"]))
+        missing = drift_detected(diffs, drift)
+        for m in missing:
+            print("drift NOT detected: %s" % m)
+        if missing or not diffs:
             return 1
     return 1 if fails else 0
 
@@ -647,8 +652,15 @@ def cmd_drift(args):
         lab = json.load(f)
     with open(args.policy) as f:
         policy = json.load(f)
-    with open(args.drift) as f:
-        drift = json.load(f)
+    if args.drift and os.path.exists(args.drift):
+        with open(args.drift) as f:
+            drift = json.load(f)
+    else:
+        drift = default_drift(policy, lab)
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "drift.json"), "w") as f:
+            json.dump(drift, f, indent=1)
+        print("drift: description written to %s" % os.path.join(args.out, "drift.json"))
     L = Lab(lab)
     for fwname, d in drift.items():
         ctr = L.ctr[fwname]["name"]
@@ -705,6 +717,58 @@ def cmd_drift(args):
     return 0
 
 
+def default_drift(policy, lab):
+    """Drift for every network firewall: delete a required rule (external: the A/V RTP/UDP
+    inbound rule; internal: the PSOM 8057 rule or the first), change the port of another,
+    add a rogue allow rule that opens one of the matrix's denied flows through it."""
+    L = Lab(lab)
+    ev = Policy(policy, L)
+    probes = build_matrix(policy, lab)
+    drift = {}
+    for name, fw in sorted(policy["firewalls"].items()):
+        if fw["mode"] != "network" or fw["platform"] not in ("nftables", "iptables"):
+            continue
+        rules = fw["rules"]
+        if fw["side"] == "external":
+            dele = [r for r in rules if r["protocol"] == "udp" and r["dport"] and "-" in r["dport"][0]
+                    and r["direction"] == "inbound"] or rules[:1]
+        else:
+            dele = [r for r in rules if r["dport"] == ["8057"]] or rules[:1]
+        dele = dele[:1]
+        change = next((r for r in rules if r not in dele and r["dport"] and "-" not in r["dport"][0]
+                       and r["id"] != dele[0]["id"]), None)
+        d = {"delete": [dele[0]["id"]]}
+        if change:
+            d["change_port"] = {"id": change["id"], "to": int(change["dport"][0]) + 1}
+        # rogue: the first denied flow through this firewall, to an edge server or VIP
+        # preferably, that the rogue rule really opens (no host firewall behind it)
+        cands = [p for p in probes if p["expect"] == "blocked" and not p["sport_fixed"]
+                 and ev.path_firewall(p["src"], p["dst"]) == name]
+        cands.sort(key=lambda p: L.owner(p["dst"])["kind"] not in ("edge", "loadbalancer"))
+        for neg in cands:
+            rogue = {"protocol": neg["protocol"], "dst": [neg["dst"]], "dport": [str(neg["dport"])]}
+            ev2 = Policy(apply_drift(policy, {name: {"rogue": [rogue]}}), L)
+            if ev2.allowed(neg["protocol"], neg["src"], neg["sport"], neg["dst"], neg["dport"])[0]:
+                d["rogue"] = [rogue]
+                break
+        drift[name] = d
+    return drift
+
+
+def drift_detected(diffs, drift):
+    """What of the drift the packets did not show (empty: every change was seen)."""
+    rules = {p["rule"] for p in diffs}
+    missing = []
+    for fw, d in drift.items():
+        for rid in d.get("delete", []) + ([d["change_port"]["id"]] if d.get("change_port") else []):
+            if rid not in rules:
+                missing.append("%s: change of rule %s not seen by any probe" % (fw, rid))
+        for rg in d.get("rogue", []):
+            if not any(p["true_expect"] == "blocked" and p["dst"] in rg["dst"] for p in diffs):
+                missing.append("%s: rogue rule %s not seen by any probe" % (fw, json.dumps(rg)))
+    return missing
+
+
 def _check(proc):
     if proc.returncode != 0:
         raise RuntimeError("%s: %s" % (proc.args, proc.stderr))
@@ -728,7 +792,6 @@ def main(argv=None):
         a.add_argument("--drift")
         a.add_argument("--name")
         a.add_argument("--quiet", action="store_true")
-        a.add_argument("--expect-diffs", type=int)
     args = ap.parse_args(argv)
     if args.cmd == "listen":
         return agent_listen(args)
