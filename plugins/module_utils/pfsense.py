@@ -574,11 +574,13 @@ def reconcile(root, firewall, name="firewall", now=0, username=DEFAULT_USERNAME,
             result["removed"].append("rule on %s: %s  # %s" % (key[0], describe_rule(rule), key[1]))
 
     new_by_if = _rules_by_interface(filt)
+    same_rules = set(k[0] for k in old_managed if k in desired_keys)
     for iface in sorted(set(new_by_if) | set(old_by_if)):
         rules = new_by_if.get(iface, [])
         pos = [i for i, r in enumerate(rules) if is_managed_rule(r)]
-        if pos and old_positions.get(iface) and pos != old_positions[iface] \
-                and len(pos) == len(old_positions[iface]):
+        old_keys = set(k for k in old_managed if k[0] == iface)
+        new_keys = set(s["key"] for s in blocks.get(iface, []))
+        if pos and iface in same_rules and old_keys == new_keys and pos != old_positions.get(iface):
             result["updated"].append("managed block on %s moved back to positions %d-%d" % (iface, pos[0], pos[-1]))
 
     # ---- separators: unmanaged ones stay above the same rule, ours heads the block

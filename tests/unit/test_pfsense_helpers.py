@@ -1,6 +1,7 @@
 """Shared helpers of the pfSense tests: configs to run against, the policy, an independent oracle."""
 import copy
 import functools
+import html
 from pathlib import Path
 from xml.dom import minidom
 
@@ -64,7 +65,8 @@ def _text(node, tag):
     found = [c for c in node.childNodes if c.nodeType == c.ELEMENT_NODE and c.tagName == tag]
     if not found:
         return None
-    return "".join(t.data for t in found[0].childNodes if t.nodeType in (t.TEXT_NODE, t.CDATA_SECTION_NODE))
+    return html.unescape("".join(t.data for t in found[0].childNodes
+                                 if t.nodeType in (t.TEXT_NODE, t.CDATA_SECTION_NODE)))
 
 
 def _child(node, tag):
