@@ -583,6 +583,18 @@ def reconcile(root, firewall, name="firewall", now=0, username=DEFAULT_USERNAME,
         if pos and iface in same_rules and old_keys == new_keys and pos != old_positions.get(iface):
             result["updated"].append("managed block on %s moved back to positions %d-%d" % (iface, pos[0], pos[-1]))
 
+    # ---- an unmanaged item that refers to a managed alias that is going away breaks the filter
+    gone = set(old_aliases) - set(desired["aliases"])
+    if gone:
+        for elem in new.iter():
+            if elem.tag in ("address", "port", "network") and elem.text:
+                for word in elem.text.split():
+                    if word in gone:
+                        result["warnings"].append(
+                            "alias %s is removed (no longer in the policy) but something that is not the "
+                            "collection's still refers to it (<%s>%s</%s>); pfSense will not load that rule"
+                            % (word, elem.tag, elem.text, elem.tag))
+
     # ---- separators: unmanaged ones stay above the same rule, ours heads the block
     _separators(filt, old_by_if, new_by_if, blocks, result)
 

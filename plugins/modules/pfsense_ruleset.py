@@ -155,7 +155,9 @@ reload:
   returned: when the file was written and reload_command is not empty
   type: dict
 warnings_list:
-  description: Non-fatal remarks (for example an unreadable backup.cache left alone).
+  description:
+    - Non-fatal remarks, also shown as warnings; for example an unmanaged rule that still refers
+      to a managed alias being removed, or an unreadable backup.cache left alone.
   returned: always
   type: list
   elements: str
@@ -202,7 +204,9 @@ def main():
             plan = pflib.reconcile(old_root, p["firewall"], name=name, now=now, username=p["username"],
                                    state=p["state"])
             result.update(created=plan["created"], removed=plan["removed"], updated=plan["updated"],
-                          changed=plan["changed"])
+                          changed=plan["changed"], warnings_list=list(plan["warnings"]))
+            for warning in plan["warnings"]:
+                module.warn(warning)
             if module._diff:
                 result["diff"] = {"before": plan["before"], "after": plan["after"],
                                   "before_header": "%s (managed items)" % p["config_path"],
@@ -218,7 +222,7 @@ def main():
     except (IOError, OSError) as exc:
         fail("firewall %s: %s: %s" % (name, getattr(exc, "filename", None) or p["config_path"], exc))
     result["backup"] = written["backup"]
-    result["warnings_list"] = written["warnings"]
+    result["warnings_list"] += written["warnings"]
     for warning in written["warnings"]:
         module.warn(warning)
 

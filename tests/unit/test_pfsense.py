@@ -379,6 +379,20 @@ def test_policy_change_removes_what_is_no_longer_there():
     assert _separator_targets(out) == _separator_targets(config_bytes("crowded"))
 
 
+def test_unmanaged_reference_to_a_removed_alias_is_warned():
+    fw_dict = firewall("crowded", "fw-ext")
+    _r, good = apply(config_bytes("crowded"), fw_dict)
+    root = pf.parse_config(good)
+    mine = next(r for r in root.find("filter").findall("rule") if r.findtext("descr") == "ping")
+    mine.find("destination").remove(mine.find("destination/network"))
+    ET.SubElement(mine.find("destination"), "address").text = "OCS_ports_50000_59999"
+    smaller = copy.deepcopy(fw_dict)
+    smaller["rules"] = [r for r in smaller["rules"] if "50000-59999" not in (r["dport"] or []) + (r["sport"] or [])]
+    result, _out = apply(pf.dump_config(root), smaller)
+    assert any("OCS_ports_50000_59999" in w and "not the collection's" in w for w in result["warnings"])
+    assert not apply(good, fw_dict)[0]["warnings"]
+
+
 def test_trackers_are_unique_against_unmanaged_ones_and_stable():
     fw_dict = firewall("crowded", "fw-int")
     taken = pf.tracker_for("lan", fw_dict["rules"][0]["id"])

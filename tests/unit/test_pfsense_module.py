@@ -171,6 +171,14 @@ def test_deploy_playbook_with_the_role(tmp_path):
     assert len((tmp_path / "reload.log").read_text().split()) == 2
     for fw in ("fw-ext", "fw-int"):
         assert_matches_policy((tmp_path / fw / "conf" / "config.xml").read_bytes(), firewall("crowded", fw))
+    # the written rules are the packet-filter rules of the exported policy (export_policy.yml)
+    export = _playbook("playbooks/export_policy.yml", "-i", str(FIXTURES / "inventory"),
+                       "-e", "ocs_policy_export_dir=%s" % (tmp_path / "export"))
+    assert export.returncode == 0, export.stdout + export.stderr
+    exported = json.loads((tmp_path / "export" / "policy.json").read_text())
+    for fw in ("fw-ext", "fw-int"):
+        assert exported["firewalls"][fw]["platform"] == "pfsense"
+        assert_matches_policy((tmp_path / fw / "conf" / "config.xml").read_bytes(), exported["firewalls"][fw])
     again = _playbook("playbooks/deploy_edge_firewalls.yml", *extra)
     assert again.returncode == 0
     for line in again.stdout.splitlines():
