@@ -55,7 +55,7 @@ SCENARIOS = {
         "index": 2, "topology": "single_site", "sites": {"central": "central"},
         "next_hop": 20,
         "firewalls": {"fw-ext": ("central", "external", "nftables"),
-                      "fw-int": ("central", "internal", "nftables")},
+                      "fw-int": ("central", "internal", "iptables")},
         "edges": {
             "rp1": {"roles": ["reverse_proxy"], "int": 5, "ext": 5, "host_fw": "nftables"},
             "ae1": {"roles": ["access_edge"], "int": 10, "ext": 10},
@@ -67,7 +67,7 @@ SCENARIOS = {
     "scaled_single_site": {
         "index": 3, "topology": "scaled_single_site", "sites": {"central": "central"},
         "director": 10,
-        "firewalls": {"fw-ext": ("central", "external", "nftables"),
+        "firewalls": {"fw-ext": ("central", "external", "iptables"),
                       "fw-int": ("central", "internal", "nftables")},
         "edges": {
             "rp1": {"roles": ["reverse_proxy"], "int": 5, "ext": 5, "host_fw": "nftables"},

@@ -89,6 +89,11 @@ def agent_listen(args):
             s.bind((addr, port))
             s.setblocking(False)
             sel.register(s, selectors.EVENT_READ, "udp")
+    try:        # a listener left by an interrupted run goes first
+        with open("/tmp/ocs-listen.pid") as f:
+            os.kill(int(f.read().strip()), 15)
+    except (OSError, ValueError):
+        pass
     with open("/tmp/ocs-listen.pid", "w") as f:
         f.write(str(os.getpid()))
     print("READY", flush=True)
@@ -444,7 +449,6 @@ def run_matrix(lab, probes):
     procs = []
     try:
         for name, ports in sorted(listen.items()):
-            podman("exec", name, "sh", "-c", "kill $(cat /tmp/ocs-listen.pid 2>/dev/null) 2>/dev/null; true")
             pr = subprocess.Popen(
                 ["podman", "exec", name, "python3", MOUNT + "/probe.py", "listen",
                  "--tcp", ",".join(map(str, sorted(ports["tcp"]))),
@@ -480,8 +484,11 @@ def run_matrix(lab, probes):
         for t in threads:
             t.join()
     finally:
-        for name, pr in procs:
+        def stop(name):
             podman("exec", name, "sh", "-c", "kill $(cat /tmp/ocs-listen.pid 2>/dev/null) 2>/dev/null; true")
+        with ThreadPoolExecutor(max_workers=16) as ex:
+            list(ex.map(stop, [name for name, _pr in procs]))
+        for _name, pr in procs:
             pr.kill()
     for p in probes:
         r = results.get(p["key"], {"status": "error", "peer": None, "detail": "no result"})
@@ -499,9 +506,10 @@ def route_checks(lab):
     """No route in any container may use the host (bridge gateway); hops are firewalls."""
     gws = set(lab["bridge_gateways"])
     fw_ips = {i["ip"] for c in lab["containers"] if c["kind"] == "firewall" for i in c["interfaces"]}
+    with ThreadPoolExecutor(max_workers=16) as ex:
+        outs = list(ex.map(lambda c: podman("exec", c["name"], "ip", "-j", "route", "show"), lab["containers"]))
     checks = []
-    for c in lab["containers"]:
-        out = podman("exec", c["name"], "ip", "-j", "route", "show")
+    for c, out in zip(lab["containers"], outs):
         ok, detail = True, []
         try:
             routes = json.loads(out.stdout)
