@@ -371,10 +371,12 @@ def is_floating(rule):
 
 
 def _rules_by_interface(filt):
+    """interface id -> its rules in document order; floating rules under "floatingrules"
+    (the key pfSense uses for their separators)."""
     out = {}
     for rule in filt.findall("rule"):
-        if not is_floating(rule):
-            out.setdefault(_text(rule, "interface"), []).append(rule)
+        key = "floatingrules" if is_floating(rule) else _text(rule, "interface")
+        out.setdefault(key, []).append(rule)
     return out
 
 
@@ -443,9 +445,6 @@ def listing(root):
             iface, len(rules), ",".join("%d" % i for i, _r in managed)))
         for _i, rule in managed:
             lines.append("%s  # %s" % (describe_rule(rule), _text(rule, "descr")[len(MARKER):].strip()))
-    floating = [r for r in (filt.findall("rule") if filt is not None else []) if is_floating(r) and is_managed_rule(r)]
-    for rule in floating:
-        lines.append("floating %s  # %s" % (describe_rule(rule), _text(rule, "descr")))
     return "\n".join(lines) + "\n"
 
 

@@ -226,6 +226,17 @@ def _drift_rogue_floating(root):
     root.find("filter").append(rogue)
 
 
+def _drift_rogue_floating_on_top(root):
+    """A floating rule with the marker put first among the floating rules (separators not shifted)."""
+    rogue = copy.deepcopy(_managed(root)[0])
+    rogue.find("descr").text = MARKER + " rogue floating on top"
+    ET.SubElement(rogue, "floating").text = "yes"
+    ET.SubElement(rogue, "quick").text = "yes"
+    filt = root.find("filter")
+    floating = [r for r in filt.findall("rule") if r.find("floating") is not None]
+    filt.insert(list(filt).index(floating[0]) if floating else len(filt), rogue)
+
+
 def _drift_alias_address(root):
     alias = next(a for a in root.find("aliases") if pf.is_managed_alias(a))
     alias.find("address").text = alias.findtext("address") + " 192.0.2.99"
@@ -290,6 +301,7 @@ DRIFTS = {
     "rule_deleted": _drift_delete_rule,
     "rogue_rule_with_marker": _drift_rogue_rule,
     "rogue_floating_with_marker": _drift_rogue_floating,
+    "rogue_floating_on_top": _drift_rogue_floating_on_top,
     "alias_address_added": _drift_alias_address,
     "alias_deleted": _drift_alias_deleted,
     "rogue_alias_with_prefix": _drift_rogue_alias,
