@@ -693,8 +693,6 @@ def merge_persist(text, state, prefix="OCS-EDGE"):
     base = strip_persist(text, prefix) if text else ""
     lines = base.splitlines()
     if not any(l.strip() == "*filter" for l in lines):
-        if lines and lines[-1] != "":
-            pass
         lines += ["*filter", "COMMIT"]
     start = [i for i, l in enumerate(lines) if l.strip() == "*filter"][0]
     end = start + 1
