@@ -2,6 +2,7 @@
 import copy
 import functools
 import html
+import os
 from pathlib import Path
 from xml.dom import minidom
 
@@ -13,7 +14,8 @@ from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.policy import bu
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "pfsense"
 GOLDEN = REPO / "tests" / "golden" / "pfsense"
-SHARED = REPO.parent / "shared" / "data" / "pfsense"
+# the real samples, beside the repository (../shared); OCS_PFSENSE_SAMPLES points elsewhere
+SHARED = Path(os.environ.get("OCS_PFSENSE_SAMPLES") or REPO.parent / "shared" / "data" / "pfsense")
 MARKER = "[ocs.edge_firewall]"
 
 # name -> (path, interface override per firewall or None)
