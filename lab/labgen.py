@@ -277,10 +277,13 @@ def inventory(name, spec, lab):
         c = by_host[fw]
         ifs = {("internet" if i["ifname"] == "inet" else "internal" if i["ifname"] == "lan" else "perimeter"):
                i["ifname"] for i in c["interfaces"]}
-        out.append("            %s: {ansible_host: %s, ocs_site: %s, ocs_firewall_side: %s, "
-                   "ocs_firewall_platform: %s," % (fw, c["name"], site, side, platform))
-        out.append("              ocs_firewall_interfaces: {%s}}" % ", ".join(
-            "%s: %s" % kv for kv in sorted(ifs.items())))
+        out += ["            %s:" % fw,
+                "              ansible_host: %s" % c["name"],
+                "              ocs_site: %s" % site,
+                "              ocs_firewall_side: %s" % side,
+                "              ocs_firewall_platform: %s" % platform,
+                "              ocs_firewall_interfaces: {%s}" % ", ".join(
+                    "%s: %s" % kv for kv in sorted(ifs.items()))]
     out += ["        ocs_edge_servers:", "          hosts:"]
     for host, e in spec["edges"].items():
         site = e.get("site", "central")
@@ -295,7 +298,8 @@ def inventory(name, spec, lab):
         parts += ["ocs_internal_ip: %s.%d" % (net24(idx, "pint", site), e["int"]), "ocs_external_ip: %s" % ext]
         if e.get("host_fw"):
             parts.append("ocs_host_firewall: %s" % e["host_fw"])
-        out.append("            %s: {%s}" % (host, ", ".join(parts)))
+        out.append("            %s:" % host)
+        out += ["              %s" % x for x in parts]
     out += ["        ocs_lab_others:",
             "          # Not managed by the collection: load-balancer stand-ins (they hold the VIPs),",
             "          # the Director / next hop, the Internet client and the internal client.",

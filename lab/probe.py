@@ -622,6 +622,9 @@ def cmd_run(args):
                 diffs.append(p)
     run_matrix(lab, probes)
     routes = route_checks(lab)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "probe-results.json"), "w") as f:
+        json.dump({"probes": probes, "routes": routes}, f, indent=1)
     fails = write_reports(args.out, name, probes, routes, diffs,
                           " (drifted firewalls: expectations of the drifted policy)" if args.drift else "")
     if not args.quiet:
