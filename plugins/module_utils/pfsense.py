@@ -160,13 +160,6 @@ def _leaf(parent, tag, value=""):
     return child
 
 
-def _elem(tag, *children):
-    elem = ET.Element(tag)
-    for child in children:
-        elem.append(child)
-    return elem
-
-
 def _text(elem, path):
     found = elem.find(path)
     return "" if found is None or found.text is None else found.text
@@ -280,8 +273,7 @@ def desired_state(firewall, name="firewall"):
                 if not addrs:
                     raise PfSenseError("%s: %s is an empty list (null means any)" % (where, akey))
                 atype, entries = _address_entries(addrs, "%s: %s" % (where, akey))
-                value = alias_for("address", "%s_%s" % (rid, akey), entries, atype, rid,
-                                  "%s addresses" % side)
+                value = alias_for("address", "%s_%s" % (rid, akey), entries, atype, rid, "addresses")
                 kind = "address"
             port = ""
             if ports is not None:
@@ -304,7 +296,7 @@ def desired_state(firewall, name="firewall"):
         rules.append({"key": key, "id": rid, "interface": iface, "zone": zone, "protocol": proto,
                       "source": ends["source"], "destination": ends["destination"], "descr": descr})
     for alias in aliases.values():
-        alias["descr"] = "%s %s of %s" % (MARKER, alias.pop("what"), ", ".join(alias["rules"]))
+        alias["descr"] = "%s %s used by %s" % (MARKER, alias.pop("what"), ", ".join(alias["rules"]))
     return {"aliases": aliases, "rules": rules, "interfaces": interfaces}
 
 
