@@ -357,6 +357,8 @@ def build_matrix(policy, lab):
             "protocol": proto, "src": src, "sport": sport, "sport_fixed": fixed, "dst": dst, "dport": dport,
             "client": L.owner(src)["host"], "server": L.owner(dst)["host"],
             "expect": "open" if expect else "blocked", "why": ", ".join(ids) if allowed else why,
+            # an allowed flow may take longer on a loaded machine; a denied one costs its timeout
+            "timeout": TIMEOUT * 2 if expect else TIMEOUT,
         })
 
     net_fws = {n: f for n, f in sorted(policy["firewalls"].items()) if f["mode"] == "network"}
