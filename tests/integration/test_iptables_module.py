@@ -416,6 +416,55 @@ def test_iptables_restore_rejection_is_atomic_and_explained(netns, tmp_path, fw_
     assert save(ns) == live
 
 
+BREAKING_RESTORE = """#!/bin/sh
+# Test double: validation (--test) sees the real transaction; the real apply gets the same
+# transaction with its FORWARD jump (the line before COMMIT, after the flushes, the jump
+# deletions and every rule) pointing to a chain that does not exist, so the real
+# iptables-restore fails at the end of the transaction.
+case " $* " in
+  *" --test "*) exec %(real)s "$@" ;;
+esac
+touch %(marker)s
+sed -e 's/^\\(-I FORWARD 1 .*\\)-j OCS-EDGE-FWD$/\\1-j OCS-EDGE-NOSUCH/' | exec %(real)s "$@"
+"""
+
+
+def test_failed_apply_through_the_module_leaves_previous_rules(netns, tmp_path, fw_int):
+    """iptables-restore fails on the last line of a real transaction (after the flushes, jump
+    deletions and most rules): nothing of it is in force, the error says what failed, nothing is
+    persisted, and the next normal run repairs the drift."""
+    ns = netns.first
+    foreign = add_others(ns)
+    args = args_for(fw_int, tmp_path)
+    apply(ns, tmp_path, args)
+    persisted = Path(args["persist_path"]).read_text()
+    ipt(ns, "-I", "OCS-EDGE-FWD", "1", "-p", "tcp", "--dport", "23", "-j", "ACCEPT")
+    ipt(ns, "-D", "INPUT", "1")
+    drifted = save(ns)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "iptables-restore"
+    marker = tmp_path / "fake-restore-ran"
+    fake.write_text(BREAKING_RESTORE % {"real": shutil.which("iptables-restore"), "marker": marker})
+    fake.chmod(0o755)
+    (bindir / "iptables-save").symlink_to(shutil.which("iptables-save"))
+    env_path = "%s:%s" % (bindir, os.environ["PATH"])
+    task = [{"name": "ipt", "ocs.edge_firewall.iptables_ruleset": args, "environment": {"PATH": env_path}}]
+    doc, proc = playbook(ns, tmp_path, task)
+    res = module_result(doc)
+    assert marker.exists(), "the module did not run the test double"
+    assert res.get("failed") is True and proc.returncode != 0, res
+    assert "OCS-EDGE-NOSUCH" in res["msg"], res["msg"]
+    assert "apply (iptables-restore --noflush): iptables-restore rejected the transaction" in res["msg"]
+    assert "Error occurred at line" in res["msg"] and "previous rule set is still in force" in res["msg"]
+    assert save(ns) == drifted, "a failed transaction changed the live rules"
+    assert Path(args["persist_path"]).read_text() == persisted
+    fixed, _ = apply(ns, tmp_path, args)
+    assert fixed["changed"] is True and "INPUT: " in " ".join(fixed["created"])
+    assert others(ns) == foreign
+    check_jumps_first(ns)
+
+
 def test_host_mode_reverse_proxy(netns, tmp_path):
     ns = netns.first
     fw = dict(policy_firewall("consolidated", "rp1"), platform="iptables")
