@@ -535,7 +535,6 @@ def test_deploy_playbook_on_single_site_fw_int(netns, tmp_path):
     argv = ["ip", "netns", "exec", ns, ANSIBLE_PLAYBOOK, str(deploy), "-i", str(REPO / "inventories" / "single_site"),
             "-e", "ocs_deploy_limit=fw-int", "-e", "ansible_connection=local",
             "-e", "ansible_python_interpreter=%s" % sys.executable,
-            "-e", "ocs_linux_become=false",
             "-e", "ocs_iptables_persist_path=%s" % (tmp_path / "rules.v4")]
     doc, proc = _run_ansible(argv)
     assert proc.returncode == 0, proc.stdout[-4000:]
