@@ -757,7 +757,8 @@ def default_drift(policy, lab):
         # preferably, that the rogue rule really opens (no host firewall behind it)
         cands = [p for p in probes if p["expect"] == "blocked" and not p["sport_fixed"]
                  and ev.path_firewall(p["src"], p["dst"]) == name]
-        cands.sort(key=lambda p: L.owner(p["dst"])["kind"] not in ("edge", "loadbalancer"))
+        cands.sort(key=lambda p: (L.owner(p["dst"])["kind"] not in ("edge", "loadbalancer"),
+                                  not p["label"].startswith("Internet to 8057")))
         for neg in cands:
             rogue = {"protocol": neg["protocol"], "dst": [neg["dst"]], "dport": [str(neg["dport"])]}
             ev2 = Policy(apply_drift(policy, {name: {"rogue": [rogue]}}), L)
