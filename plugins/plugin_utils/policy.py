@@ -583,6 +583,10 @@ def _expand(topology, site_kinds, servers, arrays, director, next_hop, chk, warn
                 remote = _remote_addresses(row, members, director, next_hop, chk)
                 directions = ["inbound", "outbound"] if row["direction"] == "both" else [row["direction"]]
                 for direction in directions:
+                    # A both-way row may give its outbound half other ports (federation, figure 3:
+                    # see contradictions federation_outbound_source_port in the catalog).
+                    ports = row.get("outbound_ports") if direction == "outbound" else None
+                    ports = ports or row
                     rules.append({
                         "id": _rule_id(site, table, row["figure"], direction),
                         "table": table,
@@ -593,8 +597,8 @@ def _expand(topology, site_kinds, servers, arrays, director, next_hop, chk, warn
                         "direction": direction,
                         "protocol": row["protocol"],
                         "service": row["service"],
-                        "local_ports": _ports(row["local_ports"]),
-                        "remote_ports": _ports(row["remote_ports"]),
+                        "local_ports": _ports(ports["local_ports"]),
+                        "remote_ports": _ports(ports["remote_ports"]),
                         "local_addresses": local,
                         "remote_addresses": remote,
                         "site": site,

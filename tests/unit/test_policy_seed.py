@@ -74,11 +74,17 @@ def expected_rules(topology, hostvars):
                 for direction in {"Inbound/Outbound": ["inbound", "outbound"],
                                   "Inbound": ["inbound"], "Outbound": ["outbound"]}[word]:
                     rid = "%s-t%d-f%d-%s" % (site, table, row["figure"], direction[:3].replace("inb", "in"))
+                    local_ports, remote_ports = _ports(row["Local Port"]), _ports(row["Remote Port"])
+                    if "(federation)" in row["Direction"] and direction == "outbound":
+                        # The one recorded deviation (catalog contradictions:
+                        # federation_outbound_source_port): out from any port to the partner's 5061.
+                        assert local_ports == ["5061"] and remote_ports is None
+                        local_ports, remote_ports = None, ["5061"]
                     out[rid] = {
                         "table": table, "figure": row["figure"], "site": site, "server_role": role,
                         "firewall": row["firewall"], "direction": direction,
                         "protocol": ("udp" if "UDP" in row["Local Port"] + row["Remote Port"] else "tcp"),
-                        "local_ports": _ports(row["Local Port"]), "remote_ports": _ports(row["Remote Port"]),
+                        "local_ports": local_ports, "remote_ports": remote_ports,
                         "local_addresses": sorted(local), "remote_addresses": remote,
                     }
     return out
@@ -167,6 +173,14 @@ def test_spot_checks():
     assert rule("consolidated", "central-t10-f3-in")["local_addresses"] == ["203.0.113.10"]
     assert rule("consolidated", "central-t11-f6-in")["local_addresses"] == ["203.0.113.11"]
     assert rule("consolidated", "central-t12-f11-out")["local_addresses"] == ["203.0.113.12"]
+    # Federation (figure 3): inbound to 5061 as the page; outbound from any port to the
+    # partner's 5061 (the recorded deviation), on the external firewall, from the external VIP.
+    policy = build_policy(example("scaled_single_site"))
+    fed = {p["id"]: p for p in policy["firewalls"]["fw-ext"]["rules"] if p["figure"] == 3}
+    assert {k: fed["central-t18-f3-in"][k] for k in ("src", "sport", "dst", "dport")} == {
+        "src": None, "sport": None, "dst": ["203.0.113.30"], "dport": ["5061"]}
+    assert {k: fed["central-t18-f3-out"][k] for k in ("src", "sport", "dst", "dport", "dst_zone")} == {
+        "src": ["203.0.113.30"], "sport": None, "dst": None, "dport": ["5061"], "dst_zone": "internet"}
     # Remote site of multi_site: tables 21-23 at branch1.
     assert rule("multi_site", "branch1-t23-f9-in")["local_addresses"] == ["198.51.100.13"]
 
