@@ -32,34 +32,32 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import difflib
 import ipaddress
-import os
 import re
-import tempfile
 from collections import Counter
+
+from ansible_collections.ocs.edge_firewall.plugins.module_utils import common
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.common import (  # noqa: F401 (public names)
+    merge as _merge, numbered as _numbered, read_text, unified, where as _where,
+)
 
 TABLE = "filter"
 COMMENT_MAX = 255              # XT_MAX_COMMENT_LEN 256 incl. NUL
 CHAIN_MAX = 28                 # XT_EXTENSION_MAXNAMELEN 29 incl. NUL
 PREFIX_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,%d}$" % (CHAIN_MAX - 5))   # + "-FWD"
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}\+?$")
-PROTOCOLS = ("tcp", "udp")
+PROTOCOLS = common.PROTOCOLS
 MULTIPORT_MAX = 15             # multiport: at most 15 ports, a range counts as two
 BUILTIN = {"IN": "INPUT", "FWD": "FORWARD", "OUT": "OUTPUT"}
 
-BASE_COMMENTS = {
-    "lo": "ocs base: loopback",
-    "est": "ocs base: established,related (replies of allowed connections)",
-    "inv": "ocs base: conntrack invalid",
-    "mgmt": "ocs management: controller/SSH to this firewall (ocs_management_networks)",
-    "echo": "ocs base: icmp echo-request",
-    "drop": "ocs base: default drop (what the policy does not name)",
-    "jump": "ocs.edge_firewall: owned chain, keep at position 1",
-}
+BASE_COMMENTS = dict(
+    common.BASE_COMMENTS,
+    drop="ocs base: default drop (what the policy does not name)",
+    jump="ocs.edge_firewall: owned chain, keep at position 1",
+)
 
 
-class IptError(Exception):
+class IptError(common.FirewallError):
     """A rule set that cannot be rendered/applied; the message names firewall and parameter."""
 
 
@@ -122,17 +120,6 @@ def _addr_norm(text):
     except ValueError:
         return "?%s" % text
     return "%s/%d" % (net.network_address, net.prefixlen)
-
-
-def _merge(intervals):
-    out = []
-    for lo, hi in sorted(intervals):
-        if out and lo <= out[-1][1] + 1:
-            if hi > out[-1][1]:
-                out[-1] = (out[-1][0], hi)
-        else:
-            out.append((lo, hi))
-    return tuple(out)
 
 
 def _port_norm(text):
@@ -236,52 +223,27 @@ def _target_chain(rule):
 
 # ------------------------------------------------------------------- desired state
 
-def _where(name, path):
-    return "firewall %s: %s" % (name or "?", path)
-
-
-def _addresses(values, name, path):
-    """PFRULE/management addresses -> list of canonical IPv4 'a.b.c.d/len', or None (any)."""
-    if values is None:
-        return None
-    if isinstance(values, str):
-        values = [values]
-    if not isinstance(values, (list, tuple)) or not values:
-        raise IptError("%s must be null (any) or a non-empty list of IP addresses/CIDRs, got %r"
-                       % (_where(name, path), values))
-    nets = []
-    for i, val in enumerate(values):
-        try:
-            net = ipaddress.ip_network(str(val).strip(), strict=True)
-        except ValueError as exc:
-            raise IptError("%s[%d]: %r is not a valid IP address or network (%s)" % (_where(name, path), i, val, exc))
+def _ipv4_only(name, path):
+    def check(i, val, net):
         if net.version != 4:
             raise IptError("%s[%d]: %s is an IPv6 address; the iptables backend enforces IPv4 only "
                            "(ip6tables is not implemented). Use ocs_firewall_platform: nftables for a "
                            "firewall with IPv6 addresses." % (_where(name, path), i, val))
-        nets.append(net)
-    nets = sorted(set(nets))
-    kept = [n for n in nets if not any(o != n and n.subnet_of(o) for o in nets)]
-    return ["%s/%d" % (n.network_address, n.prefixlen) for n in kept]
+    return check
+
+
+def _addresses(values, name, path):
+    """PFRULE/management addresses -> list of canonical IPv4 'a.b.c.d/len', or None (any)."""
+    nets = common.networks(values, name, path, IptError, _ipv4_only(name, path))
+    if nets is None:
+        return None
+    return ["%s/%d" % (n.network_address, n.prefixlen) for n in common.uncovered(nets)]
 
 
 def _ports(values, name, path):
-    if values is None:
-        return None
-    if isinstance(values, (str, int)):
-        values = [values]
-    if not isinstance(values, (list, tuple)) or not values:
-        raise IptError("%s must be null (any) or a non-empty list of ports 'N' or 'N-M', got %r"
-                       % (_where(name, path), values))
-    out = []
-    for i, val in enumerate(values):
-        m = re.match(r"^\s*(\d{1,5})\s*(?:-\s*(\d{1,5})\s*)?$", str(val)) if not isinstance(val, bool) else None
-        lo = int(m.group(1)) if m else 0
-        hi = int(m.group(2)) if m and m.group(2) else lo
-        if not m or not 1 <= lo <= hi <= 65535:
-            raise IptError("%s[%d]: %r is not a port 1-65535 or a range N-M with N <= M" % (_where(name, path), i, val))
-        out.append((lo, hi))
-    return _merge(out)
+    """Validate a port list -> merged intervals, or None (any)."""
+    out = common.port_intervals(values, name, path, IptError)
+    return None if out is None else _merge(out)
 
 
 def _chunks(intervals):
@@ -300,16 +262,8 @@ def _chunks(intervals):
 
 
 def _check_comment(comment, name, path):
-    if comment is None or not str(comment).strip():
-        raise IptError("%s: every rule needs a comment (seed table, figure, role)" % _where(name, path))
-    comment = str(comment)
-    if '"' in comment or "\n" in comment or "\\" in comment:
-        raise IptError("%s: comment %r contains a double quote, backslash or newline, which the "
-                       "collection does not put in firewall comments" % (_where(name, path), comment))
-    if len(comment.encode("utf-8")) > COMMENT_MAX:
-        raise IptError("%s: comment is %d bytes, iptables allows at most %d: %r"
-                       % (_where(name, path), len(comment.encode("utf-8")), COMMENT_MAX, comment))
-    return comment
+    return common.check_comment(comment, name, path, IptError, COMMENT_MAX, "iptables",
+                                "the collection does not put in firewall comments")
 
 
 def render_spec(spec):
@@ -365,13 +319,7 @@ def _base_rules(chain, management, allow_icmp, name):
 
 
 def _management_rules(chain, management, name):
-    if not isinstance(management, dict):
-        raise IptError("%s must be a dict {sources: [...], ports: [...]}" % _where(name, "management"))
-    sources = management.get("sources")
-    sources = _addresses(sources, name, "management.sources") if sources else None
-    if not sources:
-        raise IptError("%s is empty: the rule set must always let the management network reach "
-                       "the firewall (set ocs_management_networks)" % _where(name, "management.sources"))
+    sources = common.management_sources(management, name, _addresses, IptError)
     ports = _ports(management.get("ports") or ["22"], name, "management.ports")
     out = []
     for src in sources:
@@ -383,33 +331,15 @@ def _management_rules(chain, management, name):
 
 def pfrule_rules(pfrule, index, mode, interfaces, name, chains):
     """One PFRULE -> iptables rules: one per (source, destination) address pair and port group."""
-    path = "rules[%d]" % index
-    if not isinstance(pfrule, dict):
-        raise IptError("%s must be a dict (PFRULE), got %r" % (_where(name, path), pfrule))
-    path = "rules[%d] (%s)" % (index, pfrule.get("id", "?"))
-    chain = pfrule.get("chain") or ("forward" if mode == "network" else None)
-    allowed = ("forward",) if mode == "network" else ("input", "output")
-    if chain not in allowed:
-        raise IptError("%s.chain: %r is not valid in %s mode (expected %s)"
-                       % (_where(name, path), chain, mode, " or ".join(allowed)))
-    proto = pfrule.get("protocol")
-    if proto not in PROTOCOLS:
-        raise IptError("%s.protocol: %r is not supported by the iptables backend (tcp or udp)"
-                       % (_where(name, path), proto))
+    path, chain, proto = common.pfrule_head(pfrule, index, mode, name, "iptables", IptError)
     src = _addresses(pfrule.get("src"), name, path + ".src")
     dst = _addresses(pfrule.get("dst"), name, path + ".dst")
     sport = _ports(pfrule.get("sport"), name, path + ".sport")
     dport = _ports(pfrule.get("dport"), name, path + ".dport")
     comment = _check_comment(pfrule.get("comment"), name, path + ".comment")
-    ifaces = {}
-    if mode == "network" and interfaces:
-        for zone_key, opt in (("src_zone", "in"), ("dst_zone", "out")):
-            ifname = interfaces.get(pfrule.get(zone_key)) if pfrule.get(zone_key) else None
-            if ifname:
-                if not IFNAME_RE.match(str(ifname)):
-                    raise IptError("%s: interface %r is not a valid Linux interface name (max 15 chars)"
-                                   % (_where(name, "interfaces.%s" % pfrule.get(zone_key)), ifname))
-                ifaces[opt] = str(ifname)
+    opts = {"src_zone": "in", "dst_zone": "out"}
+    ifaces = {opts[zone_key]: ifname
+              for zone_key, ifname in common.zone_interfaces(pfrule, mode, interfaces, name, IFNAME_RE, IptError)}
     target_chain = chains[{"forward": "FWD", "input": "IN", "output": "OUT"}[chain]]
     out = []
     for s in (src or [None]):
@@ -432,30 +362,8 @@ def desired_state(firewall, name=None, prefix="OCS-EDGE", input_policy="drop", o
     <prefix>-OUT (lo, established, PFRULEs of chain output, DROP when ``output_policy`` is drop).
     """
     chains_by_kind = chain_names(prefix)
-    if not isinstance(firewall, dict):
-        raise IptError("%s must be a dict (FIREWALL of docs/policy-model.md)" % _where(name, "firewall"))
-    platform = firewall.get("platform", "iptables")
-    if platform != "iptables":
-        raise IptError("%s: platform is %r; this module only enforces iptables firewalls"
-                       % (_where(name, "firewall.platform"), platform))
-    mode = firewall.get("mode", "network")
-    if mode not in ("network", "host"):
-        raise IptError("%s: %r is not network or host" % (_where(name, "mode"), mode))
-    for pol, var in ((input_policy, "input_policy"), (output_policy, "output_policy")):
-        if pol not in ("accept", "drop"):
-            raise IptError("%s: %r is not accept or drop" % (_where(name, var), pol))
-    interfaces = firewall.get("interfaces") or {}
-    if not isinstance(interfaces, dict):
-        raise IptError("%s must be a dict zone -> interface name" % _where(name, "interfaces"))
-    rules = firewall.get("rules")
-    if rules is None:
-        rules = []
-    if not isinstance(rules, list):
-        raise IptError("%s must be a list of PFRULE dicts" % _where(name, "rules"))
-    management = firewall.get("management")
-    if management is None:
-        raise IptError("%s is missing: the management network must always reach the firewall"
-                       % _where(name, "management"))
+    mode, interfaces, rules, management = common.check_firewall(
+        firewall, name, "iptables", input_policy, output_policy, IptError)
 
     cin, cfwd, cout = chains_by_kind["IN"], chains_by_kind["FWD"], chains_by_kind["OUT"]
     chains = {cin: _base_rules(cin, management, allow_icmp, name)}
@@ -650,10 +558,6 @@ def compare(desired, live):
             "changed": bool(created or removed or updated)}
 
 
-def unified(before, after, before_name="live", after_name="desired"):
-    return "".join(difflib.unified_diff(before.splitlines(True), after.splitlines(True), before_name, after_name))
-
-
 # ------------------------------------------------------------------ persistence
 
 def _is_owned_line(line, owned):
@@ -712,42 +616,12 @@ def persisted_state(text, prefix="OCS-EDGE"):
     return parse_save(text or "", prefix)
 
 
-def read_text(path):
-    try:
-        with open(path) as fh:
-            return fh.read()
-    except (IOError, OSError):
-        return None
-
-
 def write_atomic(path, text, mode=0o640):
     """Write via a temporary file in the same directory + rename; keeps an existing file's mode."""
-    try:
-        mode = os.stat(path).st_mode & 0o7777
-    except OSError:
-        pass
-    directory = os.path.dirname(path) or "."
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o755)
-    fd, tmp = tempfile.mkstemp(prefix=".ocs_edge.", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.rename(tmp, path)
-    except Exception:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    common.write_atomic(path, text, mode)
 
 
 # ---------------------------------------------------------------------- runner
-
-def _numbered(script):
-    return "\n".join("%4d  %s" % (i, l) for i, l in enumerate(script.splitlines(), 1))
-
 
 class Ipt:
     """Runs iptables-save/iptables-restore. ``run(argv, data=None) -> (rc, stdout, stderr)``."""

@@ -23,7 +23,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import difflib
 import ipaddress
 import json
 import os
@@ -31,28 +30,26 @@ import re
 import tempfile
 from collections import Counter
 
+from ansible_collections.ocs.edge_firewall.plugins.module_utils import common
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.common import (  # noqa: F401 (public names)
+    merge as _merge, numbered as _numbered, read_text, unified, where as _where, write_atomic,
+)
+
 FAMILY = "inet"
 COMMENT_MAX = 128          # NFTNL_UDATA_COMMENT_MAXLEN: nft refuses longer comments
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:@+-]{1,15}\*?$")   # IFNAMSIZ 16 incl. NUL
 TABLE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-PROTOCOLS = ("tcp", "udp")
+PROTOCOLS = common.PROTOCOLS
 ADDR_KEYS = ("ip saddr", "ip daddr", "ip6 saddr", "ip6 daddr")
 PORT_KEYS = ("tcp sport", "tcp dport", "udp sport", "udp dport", "th sport", "th dport")
 FLAG_KEYS = ("ct state", "ct status")          # rendered a,b (bitmask match, op "in")
 
-BASE_COMMENTS = {
-    "lo": "ocs base: loopback",
-    "est": "ocs base: established,related (replies of allowed connections)",
-    "inv": "ocs base: conntrack invalid",
-    "mgmt": "ocs management: controller/SSH to this firewall (ocs_management_networks)",
-    "echo": "ocs base: icmp echo-request",
-    "nd": "ocs base: icmpv6 neighbour discovery and echo-request",
-}
+BASE_COMMENTS = dict(common.BASE_COMMENTS, nd="ocs base: icmpv6 neighbour discovery and echo-request")
 ICMPV6_TYPES = ("echo-request", "nd-neighbor-solicit", "nd-neighbor-advert",
                 "nd-router-solicit", "nd-router-advert")
 
 
-class NftError(Exception):
+class NftError(common.FirewallError):
     """A rule set that cannot be rendered/applied; the message names firewall and parameter."""
 
 
@@ -61,18 +58,6 @@ class NftError(Exception):
 def _addr_interval(text):
     net = ipaddress.ip_network(text, strict=False)
     return net.version, int(net.network_address), int(net.broadcast_address)
-
-
-def _merge(intervals):
-    """Merge overlapping/adjacent (lo, hi) integer intervals (per family for addresses)."""
-    out = []
-    for item in sorted(intervals):
-        if out and item[:-2] == out[-1][:-2] and item[-2] <= out[-1][-1] + 1:
-            if item[-1] > out[-1][-1]:
-                out[-1] = out[-1][:-1] + (item[-1],)
-        else:
-            out.append(tuple(item))
-    return tuple(out)
 
 
 def _addr_text(interval):
@@ -135,55 +120,24 @@ def rule_key(rule):
 
 # ------------------------------------------------------------------ desired state
 
-def _where(name, path):
-    return "firewall %s: %s" % (name or "?", path)
-
-
 def _addresses(values, name, path):
     """Validate a PFRULE/management address list -> {4: [networks], 6: [networks]} or None."""
-    if values is None:
+    nets = common.networks(values, name, path, NftError)
+    if nets is None:
         return None
-    if isinstance(values, str):
-        values = [values]
-    if not isinstance(values, (list, tuple)) or not values:
-        raise NftError("%s must be null (any) or a non-empty list of IP addresses/CIDRs, got %r"
-                       % (_where(name, path), values))
-    out = {4: [], 6: []}
-    for i, val in enumerate(values):
-        try:
-            net = ipaddress.ip_network(str(val).strip(), strict=True)
-        except ValueError as exc:
-            raise NftError("%s[%d]: %r is not a valid IP address or network (%s)"
-                           % (_where(name, path), i, val, exc))
-        out[net.version].append(net)
-    # Drop duplicates and addresses inside another listed network; keep the rest as written
-    # (collapse_addresses would turn two neighbouring servers into a /31, hard to read).
     result = {}
-    for version, nets in out.items():
-        nets = sorted(set(nets))
-        kept = [n for n in nets if not any(o != n and n.subnet_of(o) for o in nets)]
+    for version in (4, 6):
+        kept = common.uncovered([n for n in nets if n.version == version])
         if kept:
             result[version] = kept
     return result
 
 
 def _ports(values, name, path):
-    if values is None:
+    """Validate a port list -> (merged intervals, display texts 'N'/'N-M') or None."""
+    out = common.port_intervals(values, name, path, NftError)
+    if out is None:
         return None
-    if isinstance(values, (str, int)):
-        values = [values]
-    if not isinstance(values, (list, tuple)) or not values:
-        raise NftError("%s must be null (any) or a non-empty list of ports 'N' or 'N-M', got %r"
-                       % (_where(name, path), values))
-    out = []
-    for i, val in enumerate(values):
-        m = re.match(r"^\s*(\d{1,5})\s*(?:-\s*(\d{1,5})\s*)?$", str(val)) if not isinstance(val, bool) else None
-        lo = int(m.group(1)) if m else 0
-        hi = int(m.group(2)) if m and m.group(2) else lo
-        if not m or not 1 <= lo <= hi <= 65535:
-            raise NftError("%s[%d]: %r is not a port 1-65535 or a range N-M with N <= M"
-                           % (_where(name, path), i, val))
-        out.append((lo, hi))
     return _merge(out), tuple(_port_text(p) for p in sorted(set(out)))
 
 
@@ -222,15 +176,8 @@ def _addr_matches(fam, src, dst):
 
 
 def _rule(chain, matches, verdict, comment, name, path):
-    if comment is None or not str(comment).strip():
-        raise NftError("%s: every rule needs a comment (seed table, figure, role)" % _where(name, path))
-    comment = str(comment)
-    if '"' in comment or "\n" in comment or "\\" in comment:
-        raise NftError("%s: comment %r contains a double quote, backslash or newline, which nft "
-                       "comments cannot hold" % (_where(name, path), comment))
-    if len(comment.encode("utf-8")) > COMMENT_MAX:
-        raise NftError("%s: comment is %d bytes, nftables allows at most %d: %r"
-                       % (_where(name, path), len(comment.encode("utf-8")), COMMENT_MAX, comment))
+    comment = common.check_comment(comment, name, path, NftError, COMMENT_MAX, "nftables",
+                                   "nft comments cannot hold")
     return {"chain": chain, "matches": list(matches), "stmts": [], "verdict": verdict, "comment": comment}
 
 
@@ -256,13 +203,7 @@ def _base_rules(chain, management, allow_icmp, name):
 
 
 def _management_rules(chain, management, name):
-    if not isinstance(management, dict):
-        raise NftError("%s must be a dict {sources: [...], ports: [...]}" % _where(name, "management"))
-    sources = management.get("sources")
-    sources = _addresses(sources, name, "management.sources") if sources else None
-    if not sources:
-        raise NftError("%s is empty: the rule set must always let the management network reach "
-                       "the firewall (set ocs_management_networks)" % _where(name, "management.sources"))
+    sources = common.management_sources(management, name, _addresses, NftError)
     ports, ports_text = _ports(management.get("ports") or ["22"], name, "management.ports")
     out = []
     for fam, src, _dst in _family_pairs(sources, None, name, "management.sources"):
@@ -273,33 +214,14 @@ def _management_rules(chain, management, name):
 
 def pfrule_rules(pfrule, index, mode, interfaces, name):
     """One PFRULE -> normalised rule(s) (two when it mixes IPv4 and IPv6 addresses)."""
-    path = "rules[%d]" % index
-    if not isinstance(pfrule, dict):
-        raise NftError("%s must be a dict (PFRULE), got %r" % (_where(name, path), pfrule))
-    rid = pfrule.get("id", "?")
-    path = "rules[%d] (%s)" % (index, rid)
-    chain = pfrule.get("chain") or ("forward" if mode == "network" else None)
-    allowed = ("forward",) if mode == "network" else ("input", "output")
-    if chain not in allowed:
-        raise NftError("%s.chain: %r is not valid in %s mode (expected %s)"
-                       % (_where(name, path), chain, mode, " or ".join(allowed)))
-    proto = pfrule.get("protocol")
-    if proto not in PROTOCOLS:
-        raise NftError("%s.protocol: %r is not supported by the nftables backend (tcp or udp)"
-                       % (_where(name, path), proto))
+    path, chain, proto = common.pfrule_head(pfrule, index, mode, name, "nftables", NftError)
     src = _addresses(pfrule.get("src"), name, path + ".src")
     dst = _addresses(pfrule.get("dst"), name, path + ".dst")
     sport = _ports(pfrule.get("sport"), name, path + ".sport")
     dport = _ports(pfrule.get("dport"), name, path + ".dport")
-    head = []
-    if mode == "network" and interfaces:
-        for zone_key, meta in (("src_zone", "meta iifname"), ("dst_zone", "meta oifname")):
-            ifname = interfaces.get(pfrule.get(zone_key)) if pfrule.get(zone_key) else None
-            if ifname:
-                if not IFNAME_RE.match(str(ifname)):
-                    raise NftError("%s: interface %r is not a valid Linux interface name (max 15 chars)"
-                                   % (_where(name, "interfaces.%s" % pfrule.get(zone_key)), ifname))
-                head.append((meta, "==", (str(ifname),)))
+    metas = {"src_zone": "meta iifname", "dst_zone": "meta oifname"}
+    head = [(metas[zone_key], "==", (ifname,))
+            for zone_key, ifname in common.zone_interfaces(pfrule, mode, interfaces, name, IFNAME_RE, NftError)]
     tail = []
     if sport is None and dport is None:
         tail.append(("meta l4proto", "==", (proto,)))
@@ -322,30 +244,8 @@ def desired_table(firewall, name=None, input_policy="drop", output_policy="accep
     host mode: chain input (policy drop; as above + PFRULEs of chain input) and chain output
     (policy ``output_policy``; lo + established, then PFRULEs of chain output).
     """
-    if not isinstance(firewall, dict):
-        raise NftError("%s must be a dict (FIREWALL of docs/policy-model.md)" % _where(name, "firewall"))
-    platform = firewall.get("platform", "nftables")
-    if platform != "nftables":
-        raise NftError("%s: platform is %r; this module only enforces nftables firewalls"
-                       % (_where(name, "firewall.platform"), platform))
-    mode = firewall.get("mode", "network")
-    if mode not in ("network", "host"):
-        raise NftError("%s: %r is not network or host" % (_where(name, "mode"), mode))
-    for pol, var in ((input_policy, "input_policy"), (output_policy, "output_policy")):
-        if pol not in ("accept", "drop"):
-            raise NftError("%s: %r is not accept or drop" % (_where(name, var), pol))
-    interfaces = firewall.get("interfaces") or {}
-    if not isinstance(interfaces, dict):
-        raise NftError("%s must be a dict zone -> interface name" % _where(name, "interfaces"))
-    rules = firewall.get("rules")
-    if rules is None:
-        rules = []
-    if not isinstance(rules, list):
-        raise NftError("%s must be a list of PFRULE dicts" % _where(name, "rules"))
-    management = firewall.get("management")
-    if management is None:
-        raise NftError("%s is missing: the management network must always reach the firewall"
-                       % _where(name, "management"))
+    mode, interfaces, rules, management = common.check_firewall(
+        firewall, name, "nftables", input_policy, output_policy, NftError)
 
     chains = {}
     if mode == "network":
@@ -627,11 +527,6 @@ def compare(desired, live):
             "changed": bool(created or removed or updated)}
 
 
-def unified(before, after, before_name="live", after_name="desired"):
-    return "".join(difflib.unified_diff(before.splitlines(True), after.splitlines(True),
-                                        before_name, after_name))
-
-
 # ------------------------------------------------------------------- persistence
 
 def include_line(persist_path):
@@ -654,30 +549,6 @@ def conf_without_include(conf_text, persist_path, table="ocs_edge"):
     marker = "# ocs.edge_firewall: table %s %s (managed, do not remove)" % (FAMILY, table)
     keep = [l for l in conf_text.splitlines(True) if l.strip() not in (line, marker)]
     return "".join(keep)
-
-
-def read_text(path):
-    try:
-        with open(path) as fh:
-            return fh.read()
-    except (IOError, OSError):
-        return None
-
-
-def write_atomic(path, text, mode=0o644):
-    directory = os.path.dirname(path) or "."
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o755)
-    fd, tmp = tempfile.mkstemp(prefix=".ocs_edge.", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, mode)
-        os.rename(tmp, path)
-    except Exception:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # -------------------------------------------------------------------------- nft
@@ -727,6 +598,3 @@ class Nft:
     def delete_table(self, table):
         return self._call(["delete", "table", FAMILY, table], "deleting table %s %s" % (FAMILY, table))
 
-
-def _numbered(script):
-    return "\n".join("%4d  %s" % (i, l) for i, l in enumerate(script.splitlines(), 1))

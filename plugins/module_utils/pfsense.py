@@ -44,9 +44,10 @@ import ipaddress
 import os
 import re
 import shutil
-import tempfile
 import xml.etree.ElementTree as ET
 import zlib
+
+from ansible_collections.ocs.edge_firewall.plugins.module_utils import common
 
 MARKER = "[ocs.edge_firewall]"
 ALIAS_PREFIX = "OCS_"
@@ -756,19 +757,8 @@ def backup_config(config_path, backup_dir, old_root, old_bytes, now):
 
 
 def write_atomic(path, data, mode=0o644):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".ocs_edge.", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Atomic write of bytes; the file always gets ``mode`` (pfSense writes config.xml 0644)."""
+    common.write_atomic(path, data, mode, keep_mode=False)
 
 
 class ConfigLock(object):
