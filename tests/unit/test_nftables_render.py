@@ -4,47 +4,26 @@ Golden files: tests/golden/nftables/<case>.nft. After an intended change of the 
 regenerate them with  OCS_UPDATE_GOLDEN=1 pytest tests/unit/test_nftables_render.py  and
 review the git diff.
 """
-import json
-import os
-from pathlib import Path
-
 import pytest
 
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import nftables as N
-from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.policy import build_policy
-from inventory_loader import TOPOLOGIES, example
+import golden_helper
+from golden_helper import GOLDEN_ROOT, HEADER, check_golden, golden_cases
 
-GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "nftables"
-INPUTS = GOLDEN / "inputs"
-HEADER = ["Managed by ocs.edge_firewall (golden test)"]
+GOLDEN = GOLDEN_ROOT / "nftables"
 
 
 def hand_written(name):
-    return json.loads((INPUTS / ("%s.json" % name)).read_text())
+    return golden_helper.hand_written("nftables", name)
 
 
-def golden_cases():
-    """(case name, FIREWALL) for the hand-written inputs and every nftables firewall of every example inventory."""
-    cases = [(p.stem, json.loads(p.read_text())) for p in sorted(INPUTS.glob("*.json"))]
-    for topology in TOPOLOGIES:
-        policy = build_policy(example(topology))
-        for host, fw in sorted(policy["firewalls"].items()):
-            if fw["platform"] == "nftables":
-                cases.append(("%s__%s" % (topology, host), fw))
-    return cases
-
-
-CASES = golden_cases()
+CASES = golden_cases("nftables")
 
 
 @pytest.mark.parametrize("case,firewall", CASES, ids=[c[0] for c in CASES])
 def test_render_matches_golden(case, firewall):
     script = N.render_script(N.desired_table(firewall, case), "ocs_edge", HEADER)
-    path = GOLDEN / ("%s.nft" % case)
-    if os.environ.get("OCS_UPDATE_GOLDEN"):
-        path.write_text(script)
-    assert path.exists(), "missing golden file %s (run with OCS_UPDATE_GOLDEN=1)" % path
-    assert script == path.read_text()
+    check_golden(GOLDEN / ("%s.nft" % case), script)
 
 
 def test_example_inventories_have_nftables_firewalls():
