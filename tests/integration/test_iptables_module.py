@@ -9,8 +9,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -18,56 +16,17 @@ import pytest
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import iptables as I
 from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.policy import build_policy
 from inventory_loader import example
+from netns_harness import deploy_argv, module_result, packet_probe, playbook, run, run_ansible
+from netns_harness import markers, netns_fixture
 
-REPO = Path(__file__).resolve().parents[2]
 OWNED = ("OCS-EDGE-IN", "OCS-EDGE-FWD", "OCS-EDGE-OUT")
 
+pytestmark = markers("iptables", ("ip", "iptables", "iptables-save", "iptables-restore"))
 
-def _skip_reason():
-    if os.geteuid() != 0:
-        return "needs root (network namespaces, iptables)"
-    for tool in ("ip", "iptables", "iptables-save", "iptables-restore"):
-        if not shutil.which(tool):
-            return "needs %s on PATH" % tool
-    if not (Path(sys.executable).parent / "ansible-playbook").exists() and not shutil.which("ansible-playbook"):
-        return "needs ansible-playbook"
-    return None
-
-
-pytestmark = [pytest.mark.integration, pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))]
-
-ANSIBLE_PLAYBOOK = str(Path(sys.executable).parent / "ansible-playbook") \
-    if (Path(sys.executable).parent / "ansible-playbook").exists() else "ansible-playbook"
+netns = netns_fixture("ocsipt")
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def run(argv, check=True, **kw):
-    proc = subprocess.run(argv, capture_output=True, text=True, **kw)
-    if check and proc.returncode != 0:
-        raise AssertionError("%s failed rc=%s\n%s\n%s" % (argv, proc.returncode, proc.stdout, proc.stderr))
-    return proc
-
-
-def new_netns():
-    name = "ocsipt-%d-%s" % (os.getpid(), uuid.uuid4().hex[:6])
-    run(["ip", "netns", "add", name])
-    run(["ip", "-n", name, "link", "set", "lo", "up"])
-    return name
-
-
-@pytest.fixture
-def netns():
-    names = []
-
-    def make():
-        names.append(new_netns())
-        return names[-1]
-    make.first = make()
-    yield make
-    for name in names:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
-
 
 def ipt(ns, *args, check=True):
     return run(["ip", "netns", "exec", ns, "iptables"] + list(args), check=check)
@@ -101,42 +60,6 @@ def live_state(ns):
 
 def chain_rules(ns, chain):
     return [l for l in save(ns) if l.startswith("-A %s " % chain)]
-
-
-def playbook(ns, tmp_path, tasks, check=False, diff=True, extra_vars=None, name="play"):
-    book = [{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]
-    path = tmp_path / ("%s-%s.yml" % (name, uuid.uuid4().hex[:6]))
-    path.write_text(json.dumps(book, indent=1))
-    argv = ["ip", "netns", "exec", ns, ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local",
-            "-e", "ansible_python_interpreter=%s" % sys.executable, str(path)]
-    if extra_vars:
-        vpath = tmp_path / ("vars-%s.json" % uuid.uuid4().hex[:6])
-        vpath.write_text(json.dumps(extra_vars))
-        argv += ["-e", "@%s" % vpath]
-    if check:
-        argv.append("--check")
-    if diff:
-        argv.append("--diff")
-    return _run_ansible(argv)
-
-
-def _run_ansible(argv):
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-               ANSIBLE_NOCOLOR="1", ANSIBLE_DEPRECATION_WARNINGS="0")
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=str(REPO))
-    try:
-        doc = json.loads(proc.stdout[proc.stdout.index("{"):])
-    except ValueError:
-        raise AssertionError("no JSON from ansible-playbook rc=%s\n%s\n%s" % (proc.returncode, proc.stdout, proc.stderr))
-    return doc, proc
-
-
-def module_result(doc, play=-1, host="localhost", task_name=None):
-    for task in reversed(doc["plays"][play]["tasks"]):
-        if task_name is None or task["task"]["name"] == task_name:
-            if host in task["hosts"]:
-                return task["hosts"][host]
-    raise AssertionError("no result for %s/%s" % (host, task_name))
 
 
 def policy_firewall(topology, host):
@@ -531,12 +454,8 @@ def test_deploy_playbook_on_single_site_fw_int(netns, tmp_path):
     limited to fw-int, run inside the namespace."""
     ns = netns.first
     before = add_others(ns)
-    deploy = REPO / "playbooks" / "deploy_edge_firewalls.yml"
-    argv = ["ip", "netns", "exec", ns, ANSIBLE_PLAYBOOK, str(deploy), "-i", str(REPO / "inventories" / "single_site"),
-            "-e", "ocs_deploy_limit=fw-int", "-e", "ansible_connection=local",
-            "-e", "ansible_python_interpreter=%s" % sys.executable,
-            "-e", "ocs_iptables_persist_path=%s" % (tmp_path / "rules.v4")]
-    doc, proc = _run_ansible(argv)
+    argv = deploy_argv(ns, "single_site", "fw-int", ["ocs_iptables_persist_path=%s" % (tmp_path / "rules.v4")])
+    doc, proc = run_ansible(argv)
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert doc["stats"]["fw-int"]["changed"] >= 1
     fw = policy_firewall("single_site", "fw-int")
@@ -544,78 +463,13 @@ def test_deploy_playbook_on_single_site_fw_int(netns, tmp_path):
     assert all('--comment "%s"' % r["comment"] in text for r in fw["rules"])
     check_jumps_first(ns)
     assert others(ns) == before
-    doc, proc = _run_ansible(argv + ["--check", "--diff"])
+    doc, proc = run_ansible(argv + ["--check", "--diff"])
     assert proc.returncode == 0 and doc["stats"]["fw-int"]["changed"] == 0
 
 
 # --------------------------------------------------------------------- packet-level probe
 
-SERVER = r"""
-import socket, sys, threading
-def serve(port):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port)); s.listen(8)
-    while True:
-        c, _ = s.accept(); c.sendall(b"ok"); c.close()
-for p in sys.argv[1:]:
-    threading.Thread(target=serve, args=(int(p),), daemon=True).start()
-print("ready", flush=True)
-threading.Event().wait()
-"""
-
-CLIENT = r"""
-import socket, sys
-try:
-    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1.5)
-    print(c.recv(2).decode())
-except OSError as exc:
-    print("blocked: %s" % exc)
-"""
-
-
-def connect(ns, host, port):
-    return run(["ip", "netns", "exec", ns, sys.executable, "-c", CLIENT, host, str(port)]).stdout.strip()
-
-
 def test_packets_through_router_namespace(netns, tmp_path):
     """internal client 10.10.1.10 -> router (the firewall, iptables) -> perimeter server 172.16.1.31."""
-    router, client, server = netns.first, netns(), netns()
-    tag = uuid.uuid4().hex[:5]
-    links = [("c" + tag, client, "10.10.1.10/24", "ri" + tag, "10.10.1.1/24"),
-             ("s" + tag, server, "172.16.1.31/24", "rp" + tag, "172.16.1.1/24")]
-    for end, ns, addr, rend, raddr in links:
-        run(["ip", "link", "add", end, "netns", ns, "type", "veth", "peer", "name", rend, "netns", router])
-        run(["ip", "-n", ns, "addr", "add", addr, "dev", end])
-        run(["ip", "-n", ns, "link", "set", end, "up"])
-        run(["ip", "-n", router, "addr", "add", raddr, "dev", rend])
-        run(["ip", "-n", router, "link", "set", rend, "up"])
-        run(["ip", "-n", ns, "route", "add", "default", "via", raddr.split("/")[0]])
-    run(["ip", "netns", "exec", router, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
-    firewall = {
-        "platform": "iptables", "mode": "network",
-        "interfaces": {"internal": "ri" + tag, "perimeter": "rp" + tag},
-        "management": {"sources": ["10.10.1.10/32"], "ports": ["2222"]},
-        "rules": [{"id": "central-t18-f5-out", "protocol": "tcp", "src": ["10.10.1.10"], "dst": ["172.16.1.31"],
-                   "sport": None, "dport": ["5061"], "src_zone": "internal", "dst_zone": "perimeter",
-                   "chain": "forward", "comment": "ocs central-t18-f5-out table 18 figure 5 access_edge SIP/MTLS"}],
-    }
-    procs = []
-    try:
-        for ns, ports in ((server, ["5061", "5062"]), (client, ["5061"]), (router, ["2222", "2223"])):
-            p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", SERVER] + ports,
-                                 stdout=subprocess.PIPE, text=True)
-            procs.append(p)
-            assert p.stdout.readline().strip() == "ready"
-        assert connect(client, "172.16.1.31", 5062) == "ok"                 # before: no filtering
-        res, _ = apply(router, tmp_path, args_for(firewall, tmp_path, name="lab-router"))
-        assert res["changed"] is True
-        assert connect(client, "172.16.1.31", 5061) == "ok"                 # the seed's direction and port
-        assert connect(client, "172.16.1.31", 5062).startswith("blocked")  # another port: dropped
-        assert connect(server, "10.10.1.10", 5061).startswith("blocked")   # the reverse direction: dropped
-        assert connect(client, "10.10.1.1", 2222) == "ok"                   # management to the router itself
-        assert connect(client, "10.10.1.1", 2223).startswith("blocked")    # anything else to the router
-        assert connect(server, "172.16.1.1", 2222).startswith("blocked")   # not from the management net
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
+    packet_probe(netns, "iptables",
+                 lambda router, firewall: apply(router, tmp_path, args_for(firewall, tmp_path, name="lab-router"))[0])
