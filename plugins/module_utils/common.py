@@ -4,9 +4,9 @@
 """Helpers shared by the nftables, iptables (and, for files, pfSense) backends.
 
 The validators take the backend's exception class as ``error`` (NftError, IptError), so each
-backend keeps raising its own error with the same messages as before. Modules ship this file
-because the backends import it the way collection module_utils are imported (AnsiballZ follows
-the import).
+backend keeps raising its own error with the same messages as before. The modules ship this
+file: they and the backends import it as collection module_utils
+(``ansible_collections.ocs.edge_firewall.plugins.module_utils.common``), which AnsiballZ follows.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -29,7 +29,6 @@ BASE_COMMENTS = {
     "mgmt": "ocs management: controller/SSH to this firewall (ocs_management_networks)",
     "echo": "ocs base: icmp echo-request",
 }
-
 
 
 class FirewallError(Exception):

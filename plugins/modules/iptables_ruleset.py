@@ -218,6 +218,7 @@ persist_path:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.ocs.edge_firewall.plugins.module_utils import common
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import iptables as iptlib
 
 
@@ -241,19 +242,9 @@ def _persist_plan(params, desired, prefix):
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            firewall=dict(type="dict"),
-            rules=dict(type="list", elements="dict"),
-            mode=dict(type="str", choices=["network", "host"], default="network"),
-            management=dict(type="dict"),
-            interfaces=dict(type="dict", default={}),
-            name=dict(type="str", default="firewall"),
+        argument_spec=common.ruleset_argument_spec(
             chain_prefix=dict(type="str", default="OCS-EDGE"),
-            input_policy=dict(type="str", choices=["drop", "accept"], default="drop"),
-            output_policy=dict(type="str", choices=["accept", "drop"], default="accept"),
-            allow_icmp=dict(type="bool", default=True),
             persist_path=dict(type="path", default="/etc/iptables/rules.v4"),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
         ),
         mutually_exclusive=[("firewall", "rules")],
         supports_check_mode=True,
@@ -314,12 +305,9 @@ def main():
             iptlib.write_atomic(path, new)
         module.exit_json(**result)
 
-    firewall = p["firewall"]
+    firewall = common.firewall_param(p, "iptables")
     if firewall is None:
-        if p["rules"] is None:
-            fail("firewall %s: give either firewall (the FIREWALL dict) or rules" % name)
-        firewall = {"mode": p["mode"], "platform": "iptables", "interfaces": p["interfaces"],
-                    "management": p["management"], "rules": p["rules"]}
+        fail("firewall %s: give either firewall (the FIREWALL dict) or rules" % name)
     try:
         desired = iptlib.desired_state(firewall, name, prefix, p["input_policy"], p["output_policy"],
                                        p["allow_icmp"])

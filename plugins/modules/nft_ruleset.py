@@ -204,6 +204,7 @@ persist_path:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.ocs.edge_firewall.plugins.module_utils import common
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import nftables as nftlib
 
 
@@ -233,20 +234,10 @@ def _persist_plan(params, script, table):
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            firewall=dict(type="dict"),
-            rules=dict(type="list", elements="dict"),
-            mode=dict(type="str", choices=["network", "host"], default="network"),
-            management=dict(type="dict"),
-            interfaces=dict(type="dict", default={}),
-            name=dict(type="str", default="firewall"),
+        argument_spec=common.ruleset_argument_spec(
             table=dict(type="str", default="ocs_edge"),
-            input_policy=dict(type="str", choices=["drop", "accept"], default="drop"),
-            output_policy=dict(type="str", choices=["accept", "drop"], default="accept"),
-            allow_icmp=dict(type="bool", default=True),
             persist_path=dict(type="path", default="/etc/nftables.d/ocs_edge.nft"),
             persist_conf=dict(type="path", default="/etc/nftables.conf"),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
         ),
         mutually_exclusive=[("firewall", "rules")],
         supports_check_mode=True,
@@ -292,12 +283,9 @@ def main():
                 nftlib.write_atomic(path, new, mode)
         module.exit_json(**result)
 
-    firewall = p["firewall"]
+    firewall = common.firewall_param(p, "nftables")
     if firewall is None:
-        if p["rules"] is None:
-            fail("firewall %s: give either firewall (the FIREWALL dict) or rules" % name)
-        firewall = {"mode": p["mode"], "platform": "nftables", "interfaces": p["interfaces"],
-                    "management": p["management"], "rules": p["rules"]}
+        fail("firewall %s: give either firewall (the FIREWALL dict) or rules" % name)
     try:
         desired = nftlib.desired_table(firewall, name, p["input_policy"], p["output_policy"], p["allow_icmp"])
         script = nftlib.render_script(desired, table, header=[
