@@ -36,7 +36,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
-import difflib
 import errno
 import fcntl
 import html
@@ -442,7 +441,7 @@ def listing(root):
 
 
 def unified(before, after, before_name="config.xml", after_name="desired"):
-    return "".join(difflib.unified_diff(before.splitlines(True), after.splitlines(True), before_name, after_name))
+    return common.unified(before, after, before_name, after_name)
 
 
 # --------------------------------------------------------------------------- reconcile
