@@ -1,6 +1,5 @@
 """Windows backend: FIREWALL -> win_firewall_rule parameter sets (golden files, seed oracle,
 the real module's argument spec, input validation). Pure Python, no Windows involved."""
-import ast
 import copy
 import importlib.util
 import json
@@ -8,10 +7,10 @@ import os
 from pathlib import Path
 
 import pytest
-import yaml
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
+import doc_spec
 from inventory_loader import REPO, TOPOLOGIES, example
 
 from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.policy import build_policy
@@ -36,17 +35,7 @@ def real_module_path(collection="community.windows", module="win_firewall_rule")
 
 def documented_spec():
     """Argument spec built from the installed module's DOCUMENTATION (not copied by hand)."""
-    tree = ast.parse(real_module_path().read_text())
-    doc = next(node.value.value for node in tree.body if isinstance(node, ast.Assign)
-               and any(getattr(t, "id", None) == "DOCUMENTATION" for t in node.targets))
-    spec = {}
-    for name, opt in yaml.safe_load(doc)["options"].items():
-        entry = {"type": opt.get("type", "str")}
-        for key in ("choices", "default", "aliases", "elements", "required"):
-            if key in opt:
-                entry[key] = opt[key]
-        spec[name] = entry
-    return spec
+    return doc_spec.documented_spec(real_module_path())
 
 
 def windows_hosts(topology):
