@@ -63,6 +63,10 @@ def _labels(policy):
         for side in ("internal", "external"):
             add(arr.get("%s_vip" % side), "%s VIP of array %s (%s)" % (side, name, arr.get("role")))
     for rule in policy["rules"]:
+        if rule.get("extra") or rule.get("note"):
+            for addr in (rule["local_addresses"] or []) + (rule["remote_addresses"] or []):
+                add(addr, "used by %s (%s)" % (rule["id"], "extra rule" if rule.get("extra") else "page note"))
+            continue
         for addr in rule["local_addresses"] or []:
             if addr not in labels:
                 add(addr, "%s address of %s (%s)" % (rule["firewall"], ", ".join(rule["servers"]),

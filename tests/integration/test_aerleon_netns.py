@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from inventory_loader import TOPOLOGIES, example
+from inventory_loader import REPO, TOPOLOGIES, example, load_hostvars
 from netns_harness import markers, netns_fixture, run
 
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import nftables as N
@@ -40,6 +40,9 @@ netns = netns_fixture("ocsaer")
 ANY_ADDRESS = {"internet": "198.51.100.77", "internal": "10.10.99.77", "perimeter": "172.16.99.77",
                "peer": "10.10.99.78", "self": "172.16.99.79"}
 ANY_PORT = 20000
+# The example inventories, and the fixture that uses every opt-in beyond the page.
+INVENTORIES = {t: example(t) for t in TOPOLOGIES}
+INVENTORIES["extras"] = load_hostvars(REPO / "tests" / "fixtures" / "extras_inventory")
 EPHEMERAL = "30000 39999"
 
 PROBE = r"""
@@ -110,7 +113,8 @@ def _outside(ports):
 
 
 def _addresses(values, zone):
-    return list(values) if values else [ANY_ADDRESS[zone]]
+    """The rule's addresses (a host inside each network), or the zone's stand-in for any."""
+    return [_host_in(v) if "/" in v else v for v in values] if values else [ANY_ADDRESS[zone]]
 
 
 def probes(firewall):
@@ -261,9 +265,9 @@ def echo_servers(ns_of, probe_set):
 def rendered(tmp_path_factory):
     """Aerleon's nftables output of every example firewall: {(topology, firewall): text}."""
     out = {}
-    for topology in TOPOLOGIES:
+    for topology, hostvars in INVENTORIES.items():
         root = tmp_path_factory.mktemp(topology)
-        for rel, text in aerleon_files(build_policy(example(topology))).items():
+        for rel, text in aerleon_files(build_policy(hostvars)).items():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_text(text)
         run([str(ACLGEN), "--base_directory", str(root / "policies"), "--definitions_directory",
@@ -279,13 +283,13 @@ def load(fw_ns, script):
     run(["ip", "netns", "exec", fw_ns, "nft", "-f", "-"], input=script)
 
 
-CASES = [(t, name) for t in TOPOLOGIES for name, fw in build_policy(example(t))["firewalls"].items()
+CASES = [(t, name) for t, hv in INVENTORIES.items() for name, fw in build_policy(hv)["firewalls"].items()
          if fw["platform"] != "windows"]
 
 
 def answers(netns, topology, name, aerleon_nft):
     """(own answers, Aerleon's answers, seed flow keys) for one example firewall."""
-    firewall = build_policy(example(topology))["firewalls"][name]
+    firewall = build_policy(INVENTORIES[topology])["firewalls"][name]
     probe_set, seed = probes(firewall)
     ns_of, extra = build(netns, firewall, probe_set)
     probe_set.update(extra)

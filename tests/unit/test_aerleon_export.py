@@ -1,4 +1,5 @@
 """The Aerleon export, rendered by the real Aerleon (aclgen) for every example firewall."""
+import ipaddress
 import json
 import shutil
 import subprocess
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from inventory_loader import REPO, TOPOLOGIES, example
+from inventory_loader import REPO, TOPOLOGIES, example, load_hostvars
 
 from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.aerleon_export import (
     TARGET_SUFFIX, acl_name, aerleon_files)
@@ -36,6 +37,12 @@ def aclgen(root):
     return {p.name: p.read_text() for p in (root / "acls").iterdir()}
 
 
+def _forms(addr):
+    """How an address or network shows in a rendering: CIDR, or address and netmask (ASA, FortiGate)."""
+    net = ipaddress.ip_network(addr)
+    return {addr, "%s %s" % (net.network_address, net.netmask)}
+
+
 # How a rule id shows in each rendered platform.
 ID_MARK = {
     "nftables": 'chain {id} {{',
@@ -47,9 +54,16 @@ ID_MARK = {
 }
 
 
-@pytest.mark.parametrize("topology", TOPOLOGIES)
+EXTRAS = REPO / "tests" / "fixtures" / "extras_inventory"
+
+
+def hostvars_of(case):
+    return load_hostvars(EXTRAS) if case == "extras" else example(case)
+
+
+@pytest.mark.parametrize("topology", TOPOLOGIES + ("extras",))
 def test_aclgen_renders_every_firewall_for_every_target(topology, tmp_path):
-    policy = build_policy(example(topology))
+    policy = build_policy(hostvars_of(topology))
     write(aerleon_files(policy), tmp_path)
     out = aclgen(tmp_path)
     for name, fw in policy["firewalls"].items():
@@ -64,9 +78,13 @@ def test_aclgen_renders_every_firewall_for_every_target(topology, tmp_path):
                 if target == "iptables" and fw["mode"] == "host":
                     mark = "_%s -m comment" % p["id"]
                 assert mark in text, (name, target, p["id"])
-                assert "table %d figure %d" % (p["table"], p["figure"]) in text
+                if p.get("extra") or p.get("note"):
+                    assert p["comment"] in text or target in ("ciscoasa", "iptables", "srx")
+                    assert ("extra rule" if p.get("extra") else "note") in text
+                else:
+                    assert "table %d figure %d" % (p["table"], p["figure"]) in text
                 for addr in (p["src"] or []) + (p["dst"] or []):
-                    assert addr in text or target == "fortigate" and addr + " 255.255.255.255" in text
+                    assert any(form in text for form in _forms(addr)), (name, target, addr)
         if fw["mode"] == "network":
             for zone in {p["src_zone"] for p in fw["rules"]}:
                 assert "access-list %s extended permit" % acl_name(zone) in out[name + ".asa"]
@@ -98,3 +116,18 @@ def test_export_playbook_writes_the_aerleon_files(tmp_path):
         assert (tmp_path / "aerleon" / rel).read_text() == text
     out = aclgen(tmp_path / "aerleon")
     assert "fw-ext-central.srx" in out
+
+
+def test_extras_are_marked_in_the_aerleon_terms():
+    files = aerleon_files(build_policy(load_hostvars(EXTRAS)))
+    doc = yaml.safe_load(files["policies/pol/fw-ext.yaml"])
+    terms = {t["name"]: t for f in doc["filters"] for t in f["terms"]}
+    assert terms["extra-central-dns"]["comment"] == "ocs extra-central-dns extra rule, not on the seed page DNS"
+    assert terms["extra-central-dns"]["destination-port"] == "OCS_UDP_53"
+    assert terms["central-t9-note443-ext"]["source-address"] == "OCS_NET_10_10_0_0_16"
+    assert terms["central-t11-f6-in"]["destination-port"] == "OCS_TCP_444"
+    fw_int = yaml.safe_load(files["policies/pol/fw-int.yaml"])
+    f5 = [t for f in fw_int["filters"] for t in f["terms"] if t["name"] == "central-t10-f5-out"][0]
+    assert f5["source-address"] == "OCS_10_10_1_10 OCS_10_10_1_11 OCS_10_10_1_12"
+    nets = yaml.safe_load(files["def/networks.yaml"])["networks"]
+    assert "Director pool member" in nets["OCS_10_10_1_11"]["values"][0]["comment"]
