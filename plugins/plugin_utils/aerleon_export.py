@@ -21,6 +21,7 @@ import yaml
 NETFILTER_TARGETS = ("nftables", "iptables")
 ZONE_TARGETS = ("srx", "paloalto", "fortigate")
 ACL_TARGETS = ("ciscoasa",)
+IPTABLES_TERM_MAX = 24  # Aerleon's iptables term names become chains F_<term>
 # What aclgen writes per target (file name = policy name + suffix).
 TARGET_SUFFIX = {"nftables": ".nft", "iptables": "", "ciscoasa": ".asa", "srx": ".srx",
                  "paloalto": ".xml", "fortigate": ".fgacl"}
@@ -214,6 +215,10 @@ def firewall_policy(name, firewall):
                    _netfilter_filter(name, firewall, "output", by_chain["output"], "ACCEPT")]
     head = _GENERATED + "# %s: %s firewall, site %s, %s mode, deployed platform %s\n" % (
         name, firewall["side"], firewall["site"], firewall["mode"], firewall["platform"])
+    long_names = sorted({p["id"] for p in firewall["rules"] if len(p["id"]) > IPTABLES_TERM_MAX})
+    if long_names:  # said here, not found out from aclgen's error
+        head += ("# NOTE: Aerleon's iptables target takes term names of at most %d characters; "
+                 "these are longer and make aclgen fail for iptables: %s\n" % (IPTABLES_TERM_MAX, ", ".join(long_names)))
     return head + _dump({"filters": filters})
 
 
