@@ -16,6 +16,7 @@ answer (connected or refused by the kernel) means the SYN passed; UDP: an echo l
 import ipaddress
 import itertools
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -261,9 +262,25 @@ def echo_servers(ns_of, probe_set):
 
 # ------------------------------------------------------------------------------ rule sets
 
+def iptables_restore_text(aerleon_text):
+    """Aerleon's iptables output (-P/-N/-A lines) as an iptables-restore file for the filter table."""
+    policies, chains, rules = {}, [], []
+    for line in aerleon_text.splitlines():
+        words = line.split()
+        if line.startswith("-P "):
+            policies[words[1]] = words[2]
+        elif line.startswith("-N "):
+            chains.append(words[1])
+        elif line.startswith("-A "):
+            rules.append(line)
+    head = [":%s %s [0:0]" % (c, policies.get(c, "ACCEPT")) for c in ("INPUT", "FORWARD", "OUTPUT")]
+    return "\n".join(["*filter"] + head + [":%s - [0:0]" % c for c in chains] + rules + ["COMMIT", ""])
+
+
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
-    """Aerleon's nftables output of every example firewall: {(topology, firewall): text}."""
+    """Aerleon's nftables and iptables output of every example firewall:
+    {(topology, firewall): text}, {(topology, firewall, "iptables"): text}."""
     out = {}
     for topology, hostvars in INVENTORIES.items():
         root = tmp_path_factory.mktemp(topology)
@@ -274,20 +291,25 @@ def rendered(tmp_path_factory):
              str(root / "def"), "--output_directory", str(root / "acls")])
         for path in (root / "acls").glob("*.nft"):
             out[(topology, path.stem)] = path.read_text()
+            out[(topology, path.stem, "iptables")] = (root / "acls" / path.stem).read_text()
     return out
 
 
-def load(fw_ns, script):
+def load(fw_ns, script, tool="nftables"):
+    """Replace whatever filters the firewall namespace with `script`; forget every connection."""
     run(["ip", "netns", "exec", fw_ns, "nft", "flush", "ruleset"])
     run(["ip", "netns", "exec", fw_ns, "conntrack", "-F"], check=False)
-    run(["ip", "netns", "exec", fw_ns, "nft", "-f", "-"], input=script)
+    if tool == "iptables":
+        run(["ip", "netns", "exec", fw_ns, "iptables-restore"], input=iptables_restore_text(script))
+    else:
+        run(["ip", "netns", "exec", fw_ns, "nft", "-f", "-"], input=script)
 
 
 CASES = [(t, name) for t, hv in INVENTORIES.items() for name, fw in build_policy(hv)["firewalls"].items()
          if fw["platform"] != "windows"]
 
 
-def answers(netns, topology, name, aerleon_nft):
+def answers(netns, topology, name, aerleon_text, tool="nftables"):
     """(own answers, Aerleon's answers, seed flow keys) for one example firewall."""
     firewall = build_policy(INVENTORIES[topology])["firewalls"][name]
     probe_set, seed = probes(firewall)
@@ -298,7 +320,7 @@ def answers(netns, topology, name, aerleon_nft):
         # the collection's reference rendering (an iptables/pfSense firewall gets the same rules)
         load(ns_of["fw"], N.render_script(N.desired_table(dict(firewall, platform="nftables"), name)))
         own = send(ns_of, probe_set)
-        load(ns_of["fw"], aerleon_nft)
+        load(ns_of["fw"], aerleon_text, tool)
         theirs = send(ns_of, probe_set)
     finally:
         for p in servers:
@@ -316,6 +338,21 @@ def test_aerleon_nftables_answers_like_the_collection(topology, name, netns, ren
     assert "blocked" in own.values()
     print("%s %s: %d probes (%d seed flows), %d pass, %d blocked, same answers" % (
         topology, name, len(own), len(seed), list(own.values()).count("pass"), list(own.values()).count("blocked")))
+
+
+# Aerleon's iptables rendering, on a sample: the fixture with every opt-in, and the two
+# host-mode (nftables reverse proxy) and two network firewalls of the consolidated example.
+IPTABLES_CASES = [("extras", "fw-ext"), ("extras", "fw-int"), ("consolidated", "fw-ext"), ("consolidated", "rp1")]
+
+
+@pytest.mark.skipif(not shutil.which("iptables-restore"), reason="needs iptables-restore")
+@pytest.mark.parametrize("topology,name", IPTABLES_CASES, ids=["%s-%s" % c for c in IPTABLES_CASES])
+def test_aerleon_iptables_answers_like_the_collection(topology, name, netns, rendered):
+    own, theirs, seed = answers(netns, topology, name, rendered[(topology, name, "iptables")], "iptables")
+    assert not {k: v for k, v in own.items() if v != "pass" and (k in seed or v.startswith("error"))}
+    differ = {k: (own[k], theirs[k]) for k in own if own[k] != theirs[k]}
+    assert not differ, differ
+    print("%s %s (iptables): %d probes, same answers" % (topology, name, len(own)))
 
 
 def test_a_missing_term_is_seen(netns, rendered):
