@@ -1,11 +1,12 @@
-"""Aerleon's nftables output, loaded as the firewall, answers every probe as the collection's own.
+"""Aerleon's rendering, loaded as the firewall, answers every probe as the collection's own rules.
 
 Per example firewall (network mode: a router namespace with the firewall's interface names
 between one namespace per zone; host mode: the server namespace and a peer): the collection's
 own rule set (module_utils.nftables, what nft_ruleset applies) is loaded and a deterministic
 probe set is sent; then conntrack is flushed, Aerleon's rendering of the exported policy
 (aclgen, target nftables) replaces it and the same probes are sent again. The answers must be
-equal, probe by probe, and the seed flows must pass.
+equal, probe by probe, and the seed flows must pass. Aerleon's iptables output is checked the
+same way on a sample of four firewalls.
 
 Probes: every PFRULE with each of its addresses (a representative address of the zone where it
 says any), the ends of each port range (or one sample port for any), then the same flow one port
