@@ -1,5 +1,9 @@
 """Opt-ins beyond the page's rows (plugin_utils/extras.py): each changes only what it names."""
 import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -176,3 +180,14 @@ def test_extra_rule_ids_are_unique():
     rule = {"name": "dns", "firewall": "external", "direction": "outbound", "protocol": "udp", "reason": "r"}
     assert any("rule id extra-central-dns is used twice" in e
                for e in errors(with_all(example("single_site"), ocs_extra_rules=[rule, rule])))
+
+
+def test_export_playbook_carries_every_opt_in(tmp_path):
+    """The real ansible-playbook passes the new variables on: policy.json equals the Python result."""
+    run = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "playbooks/export_policy.yml",
+                          "-i", str(EXTRAS), "-e", "ocs_policy_export_dir=%s" % tmp_path],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    policy = json.loads((tmp_path / "policy.json").read_text())
+    assert policy == build_policy(load_hostvars(EXTRAS))
+    assert "extra-central-dns (extra)" in (tmp_path / "port-matrix.md").read_text()
