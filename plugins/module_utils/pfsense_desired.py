@@ -1,0 +1,341 @@
+# -*- coding: utf-8 -*-
+# Copyright: ocs.edge_firewall contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""pfSense backend, step "desired": FIREWALL (docs/policy-model.md) -> the items config.xml must hold.
+
+Pure data, no XML: aliases, filter rules (the policy's pass rules, then the management pass and
+the default-deny block rules of each interface) and outbound "do not NAT" rules. Every input is
+checked here, before anything is read or written: wrong types, unknown zones, interface ids
+pfSense would not match, characters XML cannot carry.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import ipaddress
+import re
+import zlib
+
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.pfsense_xml import (
+    ALIAS_PREFIX, MARKER, PfSenseError, check_xml_text)
+
+ALIAS_NAME_MAX = 31           # is_validaliasname(): under 32 characters
+PROTOCOLS = ("tcp", "udp")
+ZONES = ("internet", "perimeter", "internal")
+# pfSense interface ids are lower case (wan, lan, optN; PHP array keys, case-sensitive:
+# filter.inc looks rules' <interface> up in $FilterIflist as written); "OPT1" matches nothing.
+IFACE_RE = re.compile(r"^(wan|lan|opt[0-9]+|[a-z][a-z0-9_]{0,30})$")
+PORT_RE = re.compile(r"^([0-9]{1,5})(?:-([0-9]{1,5}))?$")
+PLACEMENTS = ("top", "separator", "bottom")
+NO_NAT_SCOPES = ("perimeter", "av_edge")
+DEFAULT_OPTIONS = {"default_deny": True, "placement": "top", "placement_separator": "",
+                   "no_nat": True, "no_nat_scope": "perimeter"}
+
+
+def _where(name, path):
+    return "firewall %s: %s" % (name, path)
+
+
+def _address_entries(addresses, where):
+    """-> (alias type, entries) for a list of IPs/CIDRs; host when every entry is one address."""
+    if isinstance(addresses, str) or not isinstance(addresses, (list, tuple)):
+        raise PfSenseError("%s must be null (any) or a list of IP addresses, got %r" % (where, addresses))
+    nets = []
+    for item in addresses:
+        try:
+            net = ipaddress.ip_network(str(item), strict=False)
+        except ValueError:
+            raise PfSenseError("%s: %r is not an IP address or network" % (where, item))
+        if net.version != 4:
+            raise PfSenseError("%s: %s is IPv6; the pfSense rules are ipprotocol inet (IPv4)" % (where, item))
+        nets.append(net)
+    nets = sorted(set(nets), key=lambda n: (int(n.network_address), n.prefixlen))
+    if all(n.num_addresses == 1 for n in nets):
+        return "host", ["%s" % n.network_address for n in nets]
+    return "network", ["%s" % n for n in nets]
+
+
+def _ports(ports, where):
+    if isinstance(ports, (str, int)) or not isinstance(ports, (list, tuple)):
+        raise PfSenseError("%s must be null (any) or a list of ports, got %r" % (where, ports))
+    out = []
+    for item in ports:
+        found = PORT_RE.match(str(item)) if not isinstance(item, bool) else None
+        if not found:
+            raise PfSenseError("%s: %r is not a port or a port range N-M" % (where, item))
+        lo, hi = int(found.group(1)), int(found.group(2) or found.group(1))
+        if not 1 <= lo <= hi <= 65535:
+            raise PfSenseError("%s: %r is not a port or a port range within 1-65535" % (where, item))
+        out.append((lo, hi))
+    return sorted(set(out))
+
+
+def _alias_name(base, content_key):
+    name = re.sub(r"[^A-Za-z0-9_]", "_", ALIAS_PREFIX + base)
+    if len(name) > ALIAS_NAME_MAX:
+        digest = "%08x" % (zlib.crc32(content_key.encode("utf-8")) & 0xFFFFFFFF)
+        name = name[:ALIAS_NAME_MAX - 9] + "_" + digest
+    return name
+
+
+class AliasBook(object):
+    """The managed aliases: one per distinct content, named after the first rule that needs it."""
+
+    def __init__(self):
+        self.aliases = {}
+        self._by_content = {}
+
+    def add(self, base, entries, atype, rule_id, what):
+        key = (atype, tuple(entries))
+        if key in self._by_content:
+            alias = self.aliases[self._by_content[key]]
+            if rule_id not in alias["rules"]:
+                alias["rules"].append(rule_id)
+            return alias["name"]
+        name = _alias_name(base, "%s %s" % (atype, " ".join(entries)))
+        n = 2
+        while name in self.aliases:
+            name = _alias_name("%s_%d" % (base, n), "%s %s %d" % (atype, " ".join(entries), n))
+            n += 1
+        self.aliases[name] = {"name": name, "type": atype, "address": list(entries), "what": what,
+                              "rules": [rule_id]}
+        self._by_content[key] = name
+        return name
+
+    def addresses(self, base, addrs, rule_id, where):
+        atype, entries = _address_entries(addrs, where)
+        return self.add(base, entries, atype, rule_id, "addresses")
+
+    def port(self, ports, rule_id, where):
+        """A single port goes into the rule; ranges and lists become a port alias (a:b entries)."""
+        ranges = _ports(ports, where)
+        if len(ranges) == 1 and ranges[0][0] == ranges[0][1]:
+            return "%d" % ranges[0][0]
+        entries = ["%d" % lo if lo == hi else "%d:%d" % (lo, hi) for lo, hi in ranges]
+        base = "ports_" + "_".join(e.replace(":", "_") for e in entries)
+        return self.add(base, entries, "port", rule_id, "ports")
+
+    def done(self):
+        for alias in self.aliases.values():
+            alias["descr"] = "%s %s used by %s" % (MARKER, alias.pop("what"), ", ".join(alias["rules"]))
+        return self.aliases
+
+
+def end(kind="any", value="", port="", negate=False):
+    """A rule's source/destination: kind any | address (IP or alias) | network (pfSense macro)."""
+    return (kind, value, port, negate)
+
+
+def description(rule_id, words, tail):
+    """``<id> <words> [ocs.edge_firewall] <tail>``: pf labels/logs keep the first 52 characters
+    (pfSense 2.7; 57 on 2.8), so the id and its table/figure come first, the marker after them.
+    Whitespace is collapsed: pfSense trims values when it reads them, a trailing space or CR
+    would otherwise make every run rewrite the file."""
+    return " ".join(("%s %s %s %s" % (rule_id, words, MARKER, tail)).split())
+
+
+def check_options(options, name):
+    opts = dict(DEFAULT_OPTIONS)
+    opts.update(dict((k, v) for k, v in (options or {}).items() if v is not None))
+    if opts["placement"] not in PLACEMENTS:
+        raise PfSenseError("%s: %r is not one of %s" % (_where(name, "placement"), opts["placement"],
+                                                        ", ".join(PLACEMENTS)))
+    if opts["placement"] == "separator" and not str(opts["placement_separator"]).strip():
+        raise PfSenseError("%s: placement separator needs placement_separator, the text of one of your "
+                           "separators" % _where(name, "placement_separator"))
+    if opts["no_nat_scope"] not in NO_NAT_SCOPES:
+        raise PfSenseError("%s: %r is not one of %s" % (_where(name, "no_nat_scope"), opts["no_nat_scope"],
+                                                        ", ".join(NO_NAT_SCOPES)))
+    check_xml_text(str(opts["placement_separator"]), _where(name, "placement_separator"))
+    return opts
+
+
+def check_firewall(firewall, name):
+    """Structure of the FIREWALL -> (interfaces, rules); a named error for every wrong type."""
+    if not isinstance(firewall, dict):
+        raise PfSenseError("%s must be a dict (FIREWALL, docs/policy-model.md), got %s"
+                           % (_where(name, "firewall"), type(firewall).__name__))
+    check_xml_text(firewall, _where(name, "firewall"))
+    platform = firewall.get("platform", "pfsense")
+    if platform != "pfsense":
+        raise PfSenseError("%s: platform is %r, not pfsense" % (_where(name, "firewall"), platform))
+    if firewall.get("mode", "network") != "network":
+        raise PfSenseError("%s: mode %r: pfSense firewalls are network firewalls (mode network)"
+                           % (_where(name, "firewall"), firewall.get("mode")))
+    interfaces = firewall.get("interfaces") or {}
+    if not isinstance(interfaces, dict):
+        raise PfSenseError("%s must be a dict zone -> pfSense interface id" % _where(name, "ocs_firewall_interfaces"))
+    for zone, iface in interfaces.items():
+        if zone not in ZONES:
+            raise PfSenseError("%s: %r is not a zone (%s)" % (_where(name, "ocs_firewall_interfaces"), zone,
+                                                             ", ".join(ZONES)))
+        if not isinstance(iface, str) or not IFACE_RE.match(iface):
+            hint = " (pfSense ids are lower case: %r)" % iface.lower() if isinstance(iface, str) and \
+                IFACE_RE.match(iface.lower()) else ""
+            raise PfSenseError("%s: %r is not a pfSense interface id (wan, lan, optN; the id, not the "
+                               "description)%s" % (_where(name, "ocs_firewall_interfaces.%s" % zone), iface, hint))
+    rules = firewall.get("rules")
+    rules = [] if rules is None else rules
+    if not isinstance(rules, list):
+        raise PfSenseError("%s must be a list of PFRULE dicts, got %s" % (_where(name, "rules"), type(rules).__name__))
+    for i, rule in enumerate(rules):
+        if not isinstance(rule, dict):
+            raise PfSenseError("%s must be a dict (PFRULE), got %r" % (_where(name, "rules[%d]" % i), rule))
+    return interfaces, rules
+
+
+def pass_rule(rule, pos, interfaces, book, name):
+    """One PFRULE -> the spec of its pass rule on the interface of its src_zone."""
+    rid = str(rule.get("id") or "rule%d" % pos)
+    where = _where(name, "rules[%d] (%s)" % (pos, rid))
+    zone = rule.get("src_zone")
+    if zone not in interfaces:
+        raise PfSenseError("%s: its source zone %r has no interface; set ocs_firewall_interfaces.%s "
+                           "(pfSense filters on the interface where the packet enters)" % (where, zone, zone))
+    proto = rule.get("protocol")
+    if proto not in PROTOCOLS:
+        raise PfSenseError("%s: protocol %r is not one of %s" % (where, proto, ", ".join(PROTOCOLS)))
+    ends = {}
+    for side, akey, pkey in (("source", "src", "sport"), ("destination", "dst", "dport")):
+        addrs, ports = rule.get(akey), rule.get(pkey)
+        if addrs is not None and not addrs or ports is not None and not ports:
+            raise PfSenseError("%s: %s/%s is an empty list (null means any)" % (where, akey, pkey))
+        value = book.addresses("%s_%s" % (rid, akey), addrs, rid, "%s: %s" % (where, akey)) if addrs else ""
+        port = book.port(ports, rid, "%s: %s" % (where, pkey)) if ports else ""
+        ends[side] = end("address" if addrs else "any", value, port)
+    return _spec(rid, interfaces[zone], zone, "pass", proto, ends["source"], ends["destination"],
+                 _pass_descr(rule, rid))
+
+
+def _pass_descr(rule, rid):
+    comment = " ".join(str(rule.get("comment") or "").split())
+    prefix = "ocs %s " % rid
+    tail = comment[len(prefix):] if comment.startswith(prefix) else comment
+    words = ""
+    if rule.get("table") is not None and rule.get("figure") is not None:
+        words = "table %s figure %s" % (rule["table"], rule["figure"])
+        tail = tail.replace(words, "", 1)
+    return description(rid, words, tail or "ocs edge policy")
+
+
+def _spec(rid, iface, zone, rtype, proto, source, destination, descr):
+    return {"key": (iface, rid), "id": rid, "interface": iface, "zone": zone, "type": rtype,
+            "protocol": proto, "source": source, "destination": destination, "descr": descr}
+
+
+def no_nat_addresses(firewall, rules, scope, name):
+    """The perimeter server addresses that must keep their own address (no NAT), sorted.
+
+    From the FIREWALL's ``no_nat`` ([{address, roles}], docs/policy-model.md); a FIREWALL without
+    it (hand-written) gets the perimeter end of its rules (local addresses, with the rule's role).
+    ``scope`` av_edge keeps the A/V Edge addresses only (the page's minimum).
+    """
+    entries = firewall.get("no_nat")
+    if entries is None:
+        entries = []
+        for rule in rules:
+            for zkey, akey in (("src_zone", "src"), ("dst_zone", "dst")):
+                if rule.get(zkey) == "perimeter" and isinstance(rule.get(akey), list):
+                    entries.extend({"address": a, "roles": [rule.get("server_role")]} for a in rule[akey])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and "address" in e for e in entries):
+        raise PfSenseError("%s must be a list of {address, roles} dicts" % _where(name, "no_nat"))
+    wanted = [e["address"] for e in entries
+              if scope == "perimeter" or "av_edge" in (e.get("roles") or [])]
+    return _address_entries(wanted, _where(name, "no_nat"))[1] if wanted else []
+
+
+def _site(firewall):
+    return re.sub(r"[^A-Za-z0-9_-]", "_", str(firewall.get("site") or "ocs"))
+
+
+def _management(firewall, name):
+    mgmt = firewall.get("management") or {}
+    if not isinstance(mgmt, dict):
+        raise PfSenseError("%s must be a dict {sources, ports}" % _where(name, "management"))
+    return mgmt.get("sources") or [], mgmt.get("ports") or []
+
+
+def deny_rules(firewall, interfaces, perimeter_hosts, self_ports, book, name):
+    """After the pass rules of each interface: new connections between the firewall's zones that
+    the policy does not allow are blocked (first match wins on the interface a packet enters).
+
+    Into the perimeter (from internet or internal): block to the perimeter interface's network and
+    to the perimeter servers the policy names; a management pass to the firewall itself comes
+    first, since the perimeter network holds the firewall's own address there. Out of the
+    perimeter: block to anything but the firewall itself (``! (self)``).
+    """
+    site = _site(firewall)
+    sources, ports = _management(firewall, name)
+    perimeter = interfaces.get("perimeter")
+    out = []
+    for zone in [z for z in ZONES if z in interfaces]:
+        iface = interfaces[zone]
+        if zone == "perimeter":
+            other = "-".join(z for z in ZONES if z in interfaces and z != "perimeter") or "beyond"
+            rid = "%s-deny-perimeter-%s" % (site, other)
+            out.append(_spec(rid, iface, zone, "block", None, end(), end("network", "(self)", "", True),
+                             description(rid, "", "default deny: new connections perimeter -> %s" % other)))
+            continue
+        if perimeter is None:
+            continue
+        if sources:
+            rid = "%s-mgmt-%s" % (site, zone)
+            src = book.addresses("%s_mgmt" % site, sources, rid, _where(name, "management.sources"))
+            port = book.port(sorted(set(str(p) for p in list(ports) + list(self_ports))), rid,
+                             _where(name, "management.ports"))
+            out.append(_spec(rid, iface, zone, "pass", "tcp", end("address", src), end("network", "(self)", port),
+                             description(rid, "", "management to this firewall (ocs_management_networks)")))
+        rid = "%s-deny-%s-perimeter" % (site, zone)
+        out.append(_spec(rid, iface, zone, "block", None, end(), end("network", perimeter),
+                         description(rid, "", "default deny: new connections %s -> perimeter network" % zone)))
+        if perimeter_hosts:
+            rid += "-hosts"
+            alias = book.addresses("%s_perimeter" % site, perimeter_hosts, rid, _where(name, "no_nat"))
+            out.append(_spec(rid, iface, zone, "block", None, end(), end("address", alias),
+                             description(rid, "", "default deny: new connections %s -> perimeter servers" % zone)))
+    return out
+
+
+def nonat_rules(firewall, interfaces, addresses, book, name):
+    """Outbound NAT "do not NAT" rules: on each interface toward internet/internal the servers'
+    addresses as source, on the perimeter interface as destination (both directions of the page's
+    "must not act as a NAT for this IP address")."""
+    if not addresses:
+        return []
+    site = _site(firewall)
+    out = []
+    for zone in [z for z in ZONES if z in interfaces]:
+        rid = "%s-nonat-%s" % (site, zone)
+        alias = book.addresses("%s_nonat" % site, addresses, rid, _where(name, "no_nat"))
+        src, dst = ("any", alias) if zone == "perimeter" else (alias, "any")
+        out.append({"id": rid, "interface": interfaces[zone], "zone": zone, "source": src, "destination": dst,
+                    "descr": description(rid, "", "no NAT for the perimeter servers (page: A/V Edge not NATed)")})
+    return out
+
+
+def desired_state(firewall, name="firewall", options=None, self_ports=()):
+    """FIREWALL -> {"aliases": {name: spec}, "rules": [spec], "nat": [spec], "interfaces", "options"}.
+
+    rule spec: {"key", "id", "interface", "zone", "type", "protocol", "source", "destination",
+    "descr"}; source/destination: :func:`end` tuples. ``self_ports`` are the firewall's own GUI/SSH
+    ports (what its anti-lockout rule opens), added to the management pass.
+    """
+    opts = check_options(options, name)
+    interfaces, rules = check_firewall(firewall, name)
+    book = AliasBook()
+    specs = [pass_rule(rule, pos, interfaces, book, name) for pos, rule in enumerate(rules)]
+    everyone = no_nat_addresses(firewall, rules, "perimeter", name)
+    if opts["default_deny"]:
+        specs += deny_rules(firewall, interfaces, everyone, self_ports, book, name)
+    seen = set()
+    for spec in specs:
+        if spec["key"] in seen:
+            raise PfSenseError("%s: two rules on %s have the same id %r" % (_where(name, "rules"), spec["interface"],
+                                                                           spec["id"]))
+        seen.add(spec["key"])
+    nat = []
+    if opts["no_nat"]:
+        nat = nonat_rules(firewall, interfaces, no_nat_addresses(firewall, rules, opts["no_nat_scope"], name),
+                          book, name)
+    return {"aliases": book.done(), "rules": specs, "nat": nat, "interfaces": interfaces, "options": opts}
