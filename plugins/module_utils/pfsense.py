@@ -332,3 +332,13 @@ def write_config(config_path, backup_dir, cache_file, old_root, old_bytes, new_r
             if exc.errno != errno.ENOENT:
                 raise
     return {"backup": backup, "bytes": data, "warnings": warnings}
+
+
+def restore_backup(config_path, backup, cache_file):
+    """Put the backup made before this run back in place (atomic, 0644) and drop pfSense's cache."""
+    data = read_bytes(backup)
+    if data is None:
+        raise PfSenseError("%s is gone; %s was not restored" % (backup, config_path))
+    write_atomic(config_path, data, 0o644)
+    if cache_file and os.path.exists(cache_file):
+        os.unlink(cache_file)
