@@ -48,6 +48,8 @@ ALL_VARS = DEPLOYMENT_VARS + HOST_VARS
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,23}$")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,31}$")
+# pfSense interface ids (wan, lan, optN, lower case): filter.inc looks them up as written.
+_PFSENSE_IFACE = re.compile(r"^(wan|lan|opt[0-9]+|[a-z][a-z0-9_]{0,30})$")
 
 
 class PolicyError(ValueError):
@@ -329,6 +331,10 @@ def _interfaces(value, side, platform, where, chk):
                      "%r is not one of them" % (side, " and ".join(zones), zone))
             continue
         if chk.name(ifname, where, "ocs_firewall_interfaces.%s" % zone, _IFNAME):
+            if platform == "pfsense" and not _PFSENSE_IFACE.match(ifname):
+                chk.fail(where, "ocs_firewall_interfaces.%s" % zone, "%r is not a pfSense interface id (wan, lan, "
+                         "optN, lower case; the id, not the description)" % ifname)
+                continue
             out[zone] = ifname
     missing = [z for z in zones if z not in out]
     if missing and (platform == "pfsense" or out):
@@ -519,6 +525,7 @@ def build_policy(hostvars):
                             % (name, fw["site"]))
         fw_out[name] = {k: fw[k] for k in ("side", "site", "platform", "mode", "interfaces", "management")}
         fw_out[name]["rules"] = mine
+        fw_out[name]["no_nat"] = _no_nat([r for r in rules if r["firewall"] == fw["side"] and r["site"] == fw["site"]])
     for site in site_kinds:
         for side in SIDES:
             if any(r["site"] == site and r["firewall"] == side for r in rules) and not any(
@@ -561,6 +568,17 @@ def build_policy(hostvars):
         "firewalls": fw_out,
         "warnings": warnings,
     }
+
+
+def _no_nat(rules):
+    """The perimeter server addresses a network firewall's rules name (their local addresses),
+    with their roles: what must not be NATed (the page: the A/V Edge's external address on the
+    external firewall, its internal address on the internal one)."""
+    roles = {}
+    for rule in rules:
+        for addr in rule["local_addresses"] or []:
+            roles.setdefault(addr, set()).add(rule["server_role"])
+    return [{"address": a, "roles": sorted(roles[a])} for a in sorted(roles, key=netaddr.IPAddress)]
 
 
 def _expand(topology, site_kinds, servers, arrays, director, next_hop, chk, warnings):
