@@ -209,29 +209,43 @@ def _build_blocks(desired, old_managed, used, result, now, username):
     return blocks
 
 
-def _named_separator(filt, iface, wanted, name):
+def _named_separator(filt, iface, wanted):
     ifsep = filt.find("separator/%s" % iface)
     for sep in (list(ifsep) if ifsep is not None else []):
         if text(sep, "text").strip() == wanted.strip() and not is_managed_descr(text(sep, "text")):
             return sep
-    have = [text(s, "text") for s in ifsep] if ifsep is not None else []
-    raise PfSenseError("firewall %s: placement_separator %r: interface %s has no such separator (it has: %s)"
-                       % (name, wanted, iface, ", ".join(repr(h) for h in have) or "none"))
+    return None
 
 
-def _anchor(filt, iface, old_rules, opts, name):
+def _check_separator(filt, ifaces, opts, name, result):
+    """placement separator: the named separator must exist on one managed interface at least
+    (a typo is an error); an interface without it gets its block at the top (warned)."""
+    if opts["placement"] != "separator":
+        return
+    wanted = opts["placement_separator"]
+    missing = [i for i in sorted(ifaces) if _named_separator(filt, i, wanted) is None]
+    if missing and len(missing) == len(ifaces):
+        have = sorted(set(text(s, "text") for s in filt.iterfind("separator/*/*")))
+        raise PfSenseError("firewall %s: placement_separator %r: no managed interface (%s) has such a separator "
+                           "(separators: %s)" % (name, wanted, ", ".join(sorted(ifaces)),
+                                                 ", ".join(repr(h) for h in have) or "none"))
+    for iface in missing:
+        result["warnings"].append("interface %s has no separator %r: its managed rules are placed at the top"
+                                  % (iface, wanted))
+
+
+def _anchor(filt, iface, old_rules, opts):
     """Document index where the block of iface goes, and the user separator it is pinned below."""
     children = list(filt)
     mine = [i for i, c in enumerate(children) if c.tag == "rule" and not is_floating(c) and text(c, "interface") == iface]
     last = [i for i, c in enumerate(children) if c.tag == "rule"]
     after_all = last[-1] + 1 if last else len(children)
-    pinned = None
-    if opts["placement"] == "top":
-        index = mine[0] if mine else after_all
-    elif opts["placement"] == "bottom":
+    pinned = _named_separator(filt, iface, opts["placement_separator"]) if opts["placement"] == "separator" else None
+    if opts["placement"] == "bottom":
         index = mine[-1] + 1 if mine else after_all
+    elif pinned is None:
+        index = mine[0] if mine else after_all
     else:
-        pinned = _named_separator(filt, iface, opts["placement_separator"], name)
         row = SEP_ROW_RE.match(text(pinned, "row"))
         k = int(row.group(1)) if row else len(old_rules)
         target = next((r for r in old_rules[k:] if not is_managed_rule(r)), None)
@@ -246,9 +260,10 @@ def apply_rules(new, desired, result, now, username, name):
     old_positions = dict((i, [n for n, r in enumerate(rs) if is_managed_rule(r)]) for i, rs in old_by_if.items())
     old_managed, used = _take_managed(filt, result)
     blocks = _build_blocks(desired, old_managed, used, result, now, username)
+    _check_separator(filt, blocks, desired["options"], name, result)
     pinned = {}
     for iface in sorted(blocks):
-        index, pinned[iface] = _anchor(filt, iface, old_by_if.get(iface, []), desired["options"], name)
+        index, pinned[iface] = _anchor(filt, iface, old_by_if.get(iface, []), desired["options"])
         for offset, elem in enumerate(blocks[iface]):
             filt.insert(index + offset, elem)
     new_by_if = rules_by_interface(filt)

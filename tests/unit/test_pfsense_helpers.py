@@ -21,8 +21,13 @@ MARKER = "[ocs.edge_firewall]"
 # name -> (path, interface override per firewall or None)
 _ONLY_WAN_LAN = {"fw-ext": {"internet": "wan", "perimeter": "lan"},
                  "fw-int": {"perimeter": "wan", "internal": "lan"}}
+# the factory fixture: the external firewall guards opt1 (DMZ) from wan; the internal one sits
+# with its wan (the interface with the gateway) in the perimeter and lan inside
+FACTORY = {"fw-ext": {"internet": "wan", "perimeter": "opt1"},
+           "fw-int": {"perimeter": "wan", "internal": "lan"}}
 CONFIGS = {
     "empty": (FIXTURES / "config.empty.xml", None),
+    "factory": (FIXTURES / "config.factory.xml", FACTORY),
     "crowded": (FIXTURES / "config.crowded.xml", None),
     "shared-default": (SHARED / "config.default.xml", _ONLY_WAN_LAN),
     "shared-rule": (SHARED / "pfsensible_rule_config.xml", None),
