@@ -11,9 +11,10 @@ The collection keeps its own items in pfSense's ``/cf/conf/config.xml`` and noth
 * a **managed alias** has a ``name`` starting with :data:`ALIAS_PREFIX`;
 * a **managed separator** has a ``text`` starting with :data:`MARKER`.
 
-Steps (the names of the common Backend): :func:`desired` (pfsense_desired), :func:`read_live`
-(parse), :func:`apply` on a copy of the tree (pfsense_apply), :func:`compare` (dumps and
-listings), then :func:`write_config` (persist) and the reload. :func:`reconcile` chains them.
+Steps (the names of the common Backend, driven by pfsense_backend): :func:`desired`
+(pfsense_desired), :func:`validate`, :func:`render` on a copy of the tree (pfsense_apply),
+:func:`compare` (dumps and listings), then :func:`write_config` and the reload. :func:`reconcile`
+chains the pure steps.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -137,8 +138,9 @@ def validate(root, want, name):
                 % (name, zone, iface, ", ".join(sorted(known)) or "none"))
 
 
-def apply(root, want, name, now, username):
-    """Step apply, on a copy: -> (new root, result with created/updated/removed/warnings)."""
+def render(root, want, name, now, username):
+    """Step render: the desired items put in place on a copy of the tree (pfsense_apply). -> (new
+    root, result with created/updated/removed/warnings)."""
     new = copy.deepcopy(root)
     result = {"created": [], "removed": [], "updated": [], "warnings": []}
     gone = apply_aliases(new, want, result)
@@ -159,7 +161,7 @@ def compare(old, new, result):
 
 
 def reconcile(root, firewall, name="firewall", now=0, username=DEFAULT_USERNAME, state="present", options=None):
-    """desired -> validate -> apply -> compare. The input tree is not modified.
+    """desired -> validate -> render -> compare. The input tree is not modified.
 
     Returns ``root`` (the new tree), ``changed``, ``created``/``removed``/``updated`` (ids),
     ``warnings``, ``before``/``after`` (listings).
@@ -168,7 +170,7 @@ def reconcile(root, firewall, name="firewall", now=0, username=DEFAULT_USERNAME,
     check_xml_text(username, "firewall %s: username" % name)
     want = desired(firewall, root, name, options, state)
     validate(root, want, name)
-    new, result = apply(root, want, name, now, username)
+    new, result = render(root, want, name, now, username)
     result = compare(root, new, result)
     result["root"] = new
     return result

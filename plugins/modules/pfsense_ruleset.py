@@ -209,99 +209,22 @@ restore_reload:
   type: dict
 """
 
-import shlex
-import time
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.ocs.edge_firewall.plugins.module_utils import pfsense as pflib
-
-OPTIONS = ("default_deny", "placement", "placement_separator", "no_nat", "no_nat_scope")
-
-
-def argument_spec():
-    return dict(
-        firewall=dict(type="raw", required=True),
-        name=dict(type="str", default="firewall"),
-        state=dict(type="str", choices=["present", "absent"], default="present"),
-        default_deny=dict(type="bool", default=True),
-        placement=dict(type="str", choices=["top", "separator", "bottom"], default="top"),
-        placement_separator=dict(type="str", default=""),
-        no_nat=dict(type="bool", default=True),
-        no_nat_scope=dict(type="str", choices=["perimeter", "av_edge"], default="perimeter"),
-        config_path=dict(type="path", default="/cf/conf/config.xml"),
-        backup_dir=dict(type="path", default="/cf/conf/backup"),
-        cache_file=dict(type="str", default="/tmp/config.cache"),
-        lock_file=dict(type="str", default="/tmp/config.lock"),
-        reload_command=dict(type="str", default="/etc/rc.filter_configure_sync"),
-        username=dict(type="str", default=pflib.DEFAULT_USERNAME),
-    )
-
-
-def plan(module, now):
-    """Read config.xml and compute the new tree (under the config lock unless in check mode)."""
-    p = module.params
-    old_bytes = pflib.read_bytes(p["config_path"])
-    if old_bytes is None:
-        raise pflib.PfSenseError("firewall %s: %s does not exist (is this a pfSense host?)"
-                                 % (p["name"], p["config_path"]))
-    old_root = pflib.parse_config(old_bytes)
-    result = pflib.reconcile(old_root, p["firewall"], name=p["name"], now=now, username=p["username"],
-                             state=p["state"], options=dict((k, p[k]) for k in OPTIONS))
-    return old_bytes, old_root, result
-
-
-def reload_filter(module, written, result):
-    """Run the reload; on failure put the previous file back, reload it, and say what happened."""
-    p = module.params
-    try:
-        argv = shlex.split(p["reload_command"])
-    except ValueError as exc:
-        raise pflib.PfSenseError("firewall %s: reload_command %r: %s" % (p["name"], p["reload_command"], exc))
-    rc, out, err = module.run_command(argv)
-    result["reload"] = dict(rc=rc, stdout=out, stderr=err, command=p["reload_command"])
-    if rc == 0:
-        return None
-    pflib.restore_backup(p["config_path"], written["backup"], p["cache_file"])
-    rc2, out2, err2 = module.run_command(argv)
-    result["restore_reload"] = dict(rc=rc2, stdout=out2, stderr=err2)
-    return ("firewall %s: the filter reload (%s) failed with rc %d: %s%s\n%s was restored from the backup %s "
-            "(the file before this run); reloading it %s."
-            % (p["name"], p["reload_command"], rc, out, err, p["config_path"], written["backup"],
-               "succeeded: pf runs the previous rules" if rc2 == 0 else
-               "failed too (rc %d: %s%s): check Status > System Logs" % (rc2, out2, err2)))
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.pfsense_backend import (
+    PfSenseBackend, argument_spec, enforce)
 
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    p = module.params
-    result = dict(changed=False, created=[], removed=[], updated=[])
-    now = int(time.time())
+    backend = PfSenseBackend(module.params, module.run_command)
     try:
-        with pflib.ConfigLock(p["lock_file"] if not module.check_mode else ""):
-            old_bytes, old_root, computed = plan(module, now)
-            for key in ("changed", "created", "removed", "updated"):
-                result[key] = computed[key]
-            for warning in computed["warnings"]:
-                module.warn(warning)
-            if computed["changed"] or module._diff:
-                result["diff"] = {"before": computed["before"], "after": computed["after"],
-                                  "before_header": "%s (managed items)" % p["config_path"],
-                                  "after_header": "policy of %s" % p["name"]}
-            if module.check_mode or not computed["changed"]:
-                module.exit_json(**result)
-            summary = "ocs.edge_firewall: policy of %s (%d created, %d removed, %d updated)" % (
-                p["name"], len(computed["created"]), len(computed["removed"]), len(computed["updated"]))
-            written = pflib.write_config(p["config_path"], p["backup_dir"], p["cache_file"], old_root, old_bytes,
-                                         computed["root"], now, p["username"], summary)
-        result["backup"] = written["backup"]
-        for warning in written["warnings"]:
-            module.warn(warning)
-        failure = reload_filter(module, written, result) if p["reload_command"] else None
-    except pflib.PfSenseError as exc:
-        module.fail_json(msg="%s (nothing was changed)" % exc, **result)
+        result, failure = enforce(backend, module.params["state"], module.check_mode, module._diff)
+    except backend.error as exc:
+        module.fail_json(msg="%s (nothing was changed)" % exc, changed=False)
     except (IOError, OSError) as exc:
-        module.fail_json(msg="firewall %s: %s: %s" % (p["name"], getattr(exc, "filename", None) or p["config_path"], exc),
-                         **result)
+        module.fail_json(msg="firewall %s: %s: %s" % (backend.name, getattr(exc, "filename", None) or backend.p["config_path"], exc))
+    for warning in result.pop("warnings"):
+        module.warn(warning)
     if failure:
         module.fail_json(msg=failure, **result)
     module.exit_json(**result)
