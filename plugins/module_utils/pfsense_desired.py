@@ -187,8 +187,11 @@ def check_firewall(firewall, name):
 
 def pass_rule(rule, pos, interfaces, book, name):
     """One PFRULE -> the spec of its pass rule on the interface of its src_zone."""
-    rid = str(rule.get("id") or "rule%d" % pos)
+    rid = str(rule.get("id") or "rule%d" % pos).strip()
     where = _where(name, "rules[%d] (%s)" % (pos, rid))
+    if re.search(r"\s", rid):
+        raise PfSenseError("%s: the id %r holds whitespace; it starts the description, which pfSense "
+                           "matches up to the first space" % (where, rid))
     zone = rule.get("src_zone")
     if zone not in interfaces:
         raise PfSenseError("%s: its source zone %r has no interface; set ocs_firewall_interfaces.%s "

@@ -80,6 +80,11 @@ def test_check_mode_writes_nothing_then_apply_then_no_op(standin, tmp_path):
     out = run_module(tmp_path, _args(standin, "fw-int"), check=True, diff=True)
     assert out["changed"] and out["created"] and not out.get("failed")
     assert "alias OCS_" not in out["diff"]["before"] and "port 5061" in out["diff"]["after"]
+    # NAT and default deny are in check mode, the diff and the ids too
+    assert "no nat on opt1 inet from any to OCS_" in out["diff"]["after"]
+    assert "# outbound NAT mode automatic" in out["diff"]["before"] and "mode hybrid" in out["diff"]["after"]
+    assert {"nat:central-nonat-perimeter", "nat:central-nonat-internal", "central-deny-internal-perimeter"} \
+        <= set(out["created"]) and "nat:mode" in out["updated"]
     assert conf.read_bytes() == original
     assert _reloads(standin) == 0 and _backups(standin) == []
     assert (standin / "tmp" / "config.cache").exists()

@@ -327,6 +327,17 @@ def test_trailing_space_and_cr_in_a_comment_do_not_rewrite_every_run():
     assert not again["changed"] and same == out
 
 
+def test_ids_are_trimmed_and_inner_whitespace_refused():
+    fw = firewall("factory", "fw-ext")
+    _r, out = apply(config_bytes("factory"), fw)
+    padded = copy.deepcopy(fw)
+    padded["rules"][0]["id"] += " "
+    assert not apply(out, padded)[0]["changed"]
+    padded["rules"][0]["id"] = "central t17"
+    with pytest.raises(pf.PfSenseError, match="holds whitespace"):
+        apply(out, padded)
+
+
 def test_policy_refuses_pfsense_interface_descriptions_and_carries_no_nat():
     from inventory_loader import load_hostvars
     from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.policy import PolicyError, build_policy
