@@ -278,7 +278,7 @@ def deny_rules(firewall, interfaces, perimeter_hosts, self_ports, book, name):
             other = "-".join(z for z in ZONES if z in interfaces and z != "perimeter") or "beyond"
             rid = "%s-deny-perimeter-%s" % (site, other)
             out.append(_spec(rid, iface, zone, "block", None, end(), end("network", "(self)", "", True),
-                             description(rid, "", "default deny: new connections perimeter -> %s" % other)))
+                             description(rid, "", "default deny: new connections perimeter to %s" % other)))
             continue
         if perimeter is None:
             continue
@@ -291,12 +291,12 @@ def deny_rules(firewall, interfaces, perimeter_hosts, self_ports, book, name):
                              description(rid, "", "management to this firewall (ocs_management_networks)")))
         rid = "%s-deny-%s-perimeter" % (site, zone)
         out.append(_spec(rid, iface, zone, "block", None, end(), end("network", perimeter),
-                         description(rid, "", "default deny: new connections %s -> perimeter network" % zone)))
+                         description(rid, "", "default deny: new connections %s to perimeter network" % zone)))
         if perimeter_hosts:
             rid += "-hosts"
             alias = book.addresses("%s_perimeter" % site, perimeter_hosts, rid, _where(name, "no_nat"))
             out.append(_spec(rid, iface, zone, "block", None, end(), end("address", alias),
-                             description(rid, "", "default deny: new connections %s -> perimeter servers" % zone)))
+                             description(rid, "", "default deny: new connections %s to perimeter servers" % zone)))
     return out
 
 
