@@ -30,7 +30,7 @@ import xml.etree.ElementTree as ET
 
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import common
 from ansible_collections.ocs.edge_firewall.plugins.module_utils.pfsense_xml import (  # noqa: F401 (re-exported)
-    ALIAS_PREFIX, MARKER, PfSenseError, XmlCharacterError, check_xml_text, dump_config, dump_element,
+    ALIAS_PREFIX, MARKER, XML_FORBIDDEN, PfSenseError, XmlCharacterError, check_xml_text, dump_config, dump_element,
     is_managed_alias, is_managed_descr, is_managed_rule, managed_id, parse_config, text as _text)
 from ansible_collections.ocs.edge_firewall.plugins.module_utils.pfsense_desired import (  # noqa: F401
     DEFAULT_OPTIONS, desired_state)
@@ -160,6 +160,13 @@ def compare(old, new, result):
     return result
 
 
+def clean_username(username, name):
+    """The user recorded in stamps and <revision>, as pfSense would read it back (whitespace
+    collapsed: it trims what it reads, a trailing CR would make every run differ)."""
+    check_xml_text(username, "firewall %s: username" % name)
+    return " ".join(str(username).split()) or DEFAULT_USERNAME
+
+
 def reconcile(root, firewall, name="firewall", now=0, username=DEFAULT_USERNAME, state="present", options=None):
     """desired -> validate -> render -> compare. The input tree is not modified.
 
@@ -167,7 +174,7 @@ def reconcile(root, firewall, name="firewall", now=0, username=DEFAULT_USERNAME,
     ``warnings``, ``before``/``after`` (listings).
     """
     check_xml_text(name, "firewall name")
-    check_xml_text(username, "firewall %s: username" % name)
+    username = clean_username(username, name)
     want = desired(firewall, root, name, options, state)
     validate(root, want, name)
     new, result = render(root, want, name, now, username)

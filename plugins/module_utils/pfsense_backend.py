@@ -50,6 +50,7 @@ class PfSenseBackend(object):
         self.run_command = run_command
         self.now = int(time.time()) if now is None else now
         self.live_bytes = self.live_root = None
+        self.username = pflib.DEFAULT_USERNAME
 
     def lock(self, check_mode):
         """pfSense's own config lock, held from read_live to apply (none in check mode)."""
@@ -73,11 +74,11 @@ class PfSenseBackend(object):
 
     def validate(self, want):
         pflib.check_xml_text(self.name, "firewall name")
-        pflib.check_xml_text(self.p["username"], "firewall %s: username" % self.name)
+        self.username = pflib.clean_username(self.p["username"], self.name)
         pflib.validate(self.live_root, want, self.name)
 
     def render(self, want):
-        return pflib.render(self.live_root, want, self.name, self.now, self.p["username"])
+        return pflib.render(self.live_root, want, self.name, self.now, self.username)
 
     def compare(self, rendered):
         new_root, result = rendered
@@ -95,7 +96,7 @@ class PfSenseBackend(object):
             self.name, len(plan["created"]), len(plan["removed"]), len(plan["updated"]))
         written = pflib.write_config(self.p["config_path"], self.p["backup_dir"], self.p["cache_file"],
                                      self.live_root, self.live_bytes, plan["root"], self.now,
-                                     self.p["username"], summary)
+                                     self.username, summary)
         extra = {"backup": written["backup"], "warnings": written["warnings"]}
         failure = self._reload(written["backup"], extra) if self.p["reload_command"] else None
         return extra, failure

@@ -7,8 +7,10 @@ outbound NAT and the factory "Default allow LAN to any" rules, as shipped.
 """
 import copy
 import xml.etree.ElementTree as ET
+from xml.dom import minidom
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from pfsense_eval import Config
 from test_pfsense_helpers import FIXTURES, assert_matches_policy, config_bytes, firewall, is_ours, read_nat
@@ -350,3 +352,22 @@ def test_policy_refuses_pfsense_interface_descriptions_and_carries_no_nat():
     hostvars["fw-ext"]["ocs_firewall_interfaces"] = {"internet": "wan", "perimeter": "OPT1"}
     with pytest.raises(PolicyError, match="'OPT1' is not a pfSense interface id"):
         build_policy(hostvars)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(comment=st.text(min_size=1, max_size=40), username=st.text(max_size=12))
+def test_any_text_is_refused_or_written_parseable_and_stable(comment, username):
+    """config.xml stays parseable whatever the input: a value is refused with a named error or
+    written so that both parsers read it back and a re-run changes nothing."""
+    fw = firewall("empty", "fw-int")
+    fw["rules"][0]["comment"] = comment
+    root = pf.parse_config(config_bytes("empty"))
+    try:
+        result = pf.reconcile(root, fw, "fw", now=NOW, username=username or "u")
+    except pf.XmlCharacterError:
+        assert pf.XML_FORBIDDEN.search(comment + username)
+        return
+    out = pf.dump_config(result["root"])
+    minidom.parseString(out)
+    again = pf.reconcile(pf.parse_config(out), fw, "fw", now=NOW + 1, username=username or "u")
+    assert not again["changed"] and pf.dump_config(again["root"]) == out
