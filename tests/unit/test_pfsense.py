@@ -318,6 +318,20 @@ def _drift_descr_changed(root):
     rule.find("descr").text = MARKER + " edited by hand"
 
 
+def _managed_nat(root):
+    return [r for r in root.find("nat/outbound").findall("rule") if pf.is_managed_descr(r.findtext("descr"))]
+
+
+def _drift_nat_rule_deleted(root):
+    root.find("nat/outbound").remove(_managed_nat(root)[0])
+
+
+def _drift_nat_translates_again(root):
+    rule = _managed_nat(root)[-1]
+    rule.remove(rule.find("nonat"))
+    rule.find("target").text = "wanip"
+
+
 DRIFTS = {
     "port_changed": _drift_port,
     "rule_deleted": _drift_delete_rule,
@@ -332,6 +346,8 @@ DRIFTS = {
     "block_reordered": _drift_block_reordered,
     "managed_separator_removed": _drift_separator_removed,
     "descr_changed": _drift_descr_changed,
+    "nat_rule_deleted": _drift_nat_rule_deleted,
+    "nat_rule_translates_again": _drift_nat_translates_again,
 }
 
 
@@ -384,6 +400,23 @@ def test_unmanaged_rule_above_the_block_is_kept_and_block_moved_back_on_top(conf
     assert result["changed"]
     assert_matches_policy(fixed, fw_dict)
     assert _unmanaged_rules(fixed) == _unmanaged_rules(drifted)
+    assert not apply(fixed, fw_dict)[0]["changed"]
+
+
+@pytest.mark.parametrize("config", config_params())
+def test_user_nat_rule_added_above_ours_is_kept_and_ours_go_back_on_top(config):
+    fw_dict = firewall(config, "fw-ext")
+    _r, good = apply(config_bytes(config), fw_dict)
+    root = pf.parse_config(good)
+    outbound = root.find("nat/outbound")
+    mine = copy.deepcopy(_managed_nat(root)[0])
+    mine.find("descr").text = "my own rule, put first"
+    outbound.insert(list(outbound).index(_managed_nat(root)[0]), mine)
+    drifted = pf.dump_config(root)
+    result, fixed = apply(drifted, fw_dict)
+    assert result["changed"] and _user_nat(fixed) == _user_nat(drifted)
+    descrs = [r.findtext("descr") for r in pf.parse_config(fixed).find("nat/outbound").findall("rule")]
+    assert descrs.index("my own rule, put first") == 2 and all(pf.is_managed_descr(d) for d in descrs[:2])
     assert not apply(fixed, fw_dict)[0]["changed"]
 
 
