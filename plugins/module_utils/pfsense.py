@@ -28,7 +28,7 @@ import os
 import shutil
 import xml.etree.ElementTree as ET
 
-from ansible_collections.ocs.edge_firewall.plugins.module_utils import common
+from ansible_collections.ocs.edge_firewall.plugins.module_utils import backend
 from ansible_collections.ocs.edge_firewall.plugins.module_utils.pfsense_xml import (  # noqa: F401 (re-exported)
     ALIAS_PREFIX, MARKER, XML_FORBIDDEN, PfSenseError, XmlCharacterError, check_xml_text, dump_config, dump_element,
     is_managed_alias, is_managed_descr, is_managed_rule, managed_id, parse_config, text as _text)
@@ -298,7 +298,7 @@ def backup_config(config_path, backup_dir, old_root, old_bytes, now):
 
 def write_atomic(path, data, mode=0o644):
     """Atomic write of bytes; the file always gets ``mode`` (pfSense writes config.xml 0644)."""
-    common.write_atomic(path, data, mode, keep_mode=False)
+    backend.write_atomic(path, data, mode, keep_mode=False)
 
 
 class ConfigLock(object):

@@ -1,12 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: ocs.edge_firewall contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""pfSense as a Backend: the steps desired, read_live, validate, render, compare, apply,
-persist, remove, and :func:`enforce`, the one driver that chains them for the module.
+"""pfSense as a backend.Backend (docs/backend-contract.md), run by the contract's one driver,
+backend.enforce: read_live, desired, compare, render, validate, apply, persist, remove.
 
 On pfSense the live state and its persistence are the same file: ``apply`` writes config.xml
 the way ``write_config()`` does and loads it into pf (a failed load puts the previous file
-back); ``persist`` has nothing left to do (pfSense boots from config.xml).
+back and reloads it); ``persist`` has nothing to add (pfSense boots from config.xml).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -17,6 +17,8 @@ import shlex
 import time
 
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import pfsense as pflib
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.backend import Backend, Changes, enforce
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.rules import FirewallError, where
 
 OPTIONS = ("default_deny", "placement", "placement_separator", "no_nat", "no_nat_scope")
 
@@ -40,70 +42,103 @@ def argument_spec():
     )
 
 
-class PfSenseBackend(object):
+class Live(object):
+    """config.xml as read: its bytes and its tree (values as pfSense reads them)."""
+
+    def __init__(self, data, root):
+        self.data, self.root = data, root
+
+
+class PfSenseBackend(Backend):
+    """The contract's steps on config.xml. ``desired`` is the items of the FIREWALL (data);
+    ``compare`` puts them on a copy of a live tree (pfsense_apply) and compares the dumps, so
+    the same call checks the read-back after apply."""
+
     platform = "pfsense"
-    error = pflib.PfSenseError
+    owned = "config.xml items marked [ocs.edge_firewall]"
+    error = FirewallError
 
     def __init__(self, params, run_command, now=None):
+        Backend.__init__(self, params["name"])
         self.p = params
-        self.name = params["name"]
         self.run_command = run_command
         self.now = int(time.time()) if now is None else now
-        self.live_bytes = self.live_root = None
         self.username = pflib.DEFAULT_USERNAME
+        self.live = None
+        self.warnings, self.extra = None, {}
+        self._rendered = {}
 
     def lock(self, check_mode):
         """pfSense's own config lock, held from read_live to apply (none in check mode)."""
         return pflib.ConfigLock(self.p["lock_file"] if not check_mode else "")
 
     def read_live(self):
-        self.live_bytes = pflib.read_bytes(self.p["config_path"])
-        if self.live_bytes is None:
-            raise pflib.PfSenseError("firewall %s: %s does not exist (is this a pfSense host?)"
-                                     % (self.name, self.p["config_path"]))
-        self.live_root = pflib.parse_config(self.live_bytes)
-        return self.live_root
+        data = pflib.read_bytes(self.p["config_path"])
+        if data is None:
+            raise pflib.PfSenseError("%s: %s does not exist (is this a pfSense host?)"
+                                     % (where(self.name, "config_path"), self.p["config_path"]))
+        self.live = Live(data, pflib.parse_config(data))
+        return self.live
 
-    def desired(self):
-        return pflib.desired(self.p["firewall"], self.live_root, self.name,
-                             dict((k, self.p[k]) for k in OPTIONS), "present")
-
-    def remove(self):
-        """state absent: nothing of ours is desired."""
-        return pflib.desired(None, self.live_root, self.name, None, "absent")
-
-    def validate(self, want):
-        pflib.check_xml_text(self.name, "firewall name")
+    def desired(self, firewall):
+        """FIREWALL -> the items config.xml must hold; checked against the live interfaces."""
         self.username = pflib.clean_username(self.p["username"], self.name)
-        pflib.validate(self.live_root, want, self.name)
+        pflib.check_xml_text(self.name, "firewall name")
+        want = pflib.desired(firewall, self.live.root, self.name, dict((k, self.p[k]) for k in OPTIONS))
+        pflib.validate(self.live.root, want, self.name)
+        return want
 
-    def render(self, want):
-        return pflib.render(self.live_root, want, self.name, self.now, self.username)
+    def _render(self, want, live):
+        """The live tree with the desired items in place -> (new root, ids, warnings), cached."""
+        key = (id(want), id(live))
+        if key not in self._rendered:
+            new, result = pflib.render(live.root, want, self.name, self.now, self.username)
+            self._rendered[key] = (new, pflib.compare(live.root, new, result))
+        return self._rendered[key]
 
-    def compare(self, rendered):
-        new_root, result = rendered
-        result = pflib.compare(self.live_root, new_root, result)
-        result["root"] = new_root
-        result["diff"] = {"before": result.pop("before"), "after": result.pop("after"),
-                          "before_header": "%s (managed items)" % self.p["config_path"],
-                          "after_header": "policy of %s" % self.name}
-        return result
+    def compare(self, desired, live):
+        new, result = self._render(desired, live)
+        if self.warnings is None:           # the plan's warnings, not the read-back's
+            self.warnings = list(result["warnings"])
+        changes = Changes(result["created"], result["updated"], result["removed"])
+        if result["changed"] and not changes.changed:
+            changes.add(updated=["order"])
+        return changes
 
-    def apply(self, plan):
-        """Write config.xml as write_config() does (backup first), then load it into pf.
-        -> (extra result keys, failure message or None)."""
-        summary = "ocs.edge_firewall: policy of %s (%d created, %d removed, %d updated)" % (
-            self.name, len(plan["created"]), len(plan["removed"]), len(plan["updated"]))
+    def render(self, state):
+        """Listing of the managed items (aliases, rules per interface, outbound NAT)."""
+        if state is None:
+            return ""
+        if isinstance(state, Live):
+            return pflib.listing(state.root)
+        return pflib.listing(self._render(state, self.live)[0])
+
+    def validate(self, desired, live):
+        """No pfSense here to ask: the file to be written must at least parse back to the same tree."""
+        data = pflib.dump_config(self._render(desired, live)[0])
+        if pflib.dump_config(pflib.parse_config(data)) != data:
+            raise pflib.PfSenseError("%sthe rendered config.xml does not read back the same" % where(self.name, ""))
+
+    def apply(self, desired, live):
+        self._write(self._render(desired, live)[0], live)
+
+    def remove(self, live):
+        self._write(self._render(pflib.desired(None, live.root, self.name, state="absent"), live)[0], live)
+
+    def owned_objects(self, live):
+        new, result = self._render(pflib.desired(None, live.root, self.name, state="absent"), live)
+        return result["removed"]
+
+    def _write(self, new_root, live):
+        """write_config() (backup first), then the reload; a failed reload restores the backup."""
+        summary = "ocs.edge_firewall: policy of %s" % self.name
         written = pflib.write_config(self.p["config_path"], self.p["backup_dir"], self.p["cache_file"],
-                                     self.live_root, self.live_bytes, plan["root"], self.now,
-                                     self.username, summary)
-        extra = {"backup": written["backup"], "warnings": written["warnings"]}
-        failure = self._reload(written["backup"], extra) if self.p["reload_command"] else None
-        return extra, failure
-
-    def persist(self, plan):
-        """Nothing beyond apply: config.xml is what pfSense boots from."""
-        return None
+                                     live.root, live.data, new_root, self.now, self.username, summary)
+        self.extra["backup"] = written["backup"]
+        self.extra["write_warnings"] = written["warnings"]
+        failure = self._reload(written["backup"], self.extra) if self.p["reload_command"] else None
+        if failure:
+            raise pflib.PfSenseError(failure)
 
     def _reload(self, backup, extra):
         """Run the reload; on failure put the previous file back, reload it, say what happened."""
@@ -125,27 +160,21 @@ class PfSenseBackend(object):
                    "failed too (rc %d: %s%s): check Status > System Logs" % (rc2, out2, err2)))
 
 
-RESULT_KEYS = ("changed", "created", "updated", "removed", "diff", "warnings")
 
 
-def enforce(backend, state="present", check_mode=False, diff=False):
-    """The driver: read_live -> desired/remove -> validate -> render -> compare -> apply -> persist.
-
-    -> (result with the common keys, failure message or None). The diff is returned whenever
-    something differs (and with --diff). Errors of the backend (``backend.error``) propagate.
-    """
-    with backend.lock(check_mode):
-        backend.read_live()
-        want = backend.desired() if state == "present" else backend.remove()
-        backend.validate(want)
-        plan = backend.compare(backend.render(want))
-        result = dict((k, plan[k]) for k in RESULT_KEYS)
-        if not (plan["changed"] or diff):
-            del result["diff"]
-        if check_mode or not plan["changed"]:
-            return result, None
-        extra, failure = backend.apply(plan)
-    backend.persist(plan)
-    result["warnings"] = result["warnings"] + extra.pop("warnings")
-    result.update(extra)
-    return result, failure
+def run(module):
+    """The module's main: enforce under pfSense's config lock; warnings and the write's details
+    (backup, reload) added to the contract's result."""
+    backend = PfSenseBackend(module.params, module.run_command)
+    try:
+        with backend.lock(module.check_mode):
+            result = enforce(backend, module.params["firewall"], module.params["state"], module.check_mode)
+    except FirewallError as exc:
+        module.fail_json(msg=str(exc), changed=False, created=[], updated=[], removed=[],
+                         warnings=backend.warnings or [], **backend.extra)
+    except (IOError, OSError) as exc:
+        module.fail_json(msg="%s%s: %s" % (where(backend.name, ""), getattr(exc, "filename", None)
+                                           or module.params["config_path"], exc), **backend.extra)
+    result["warnings"] = result["warnings"] + (backend.warnings or []) + backend.extra.pop("write_warnings", [])
+    result.update(backend.extra)
+    module.exit_json(**result)

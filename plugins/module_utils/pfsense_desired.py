@@ -17,16 +17,17 @@ import ipaddress
 import re
 import zlib
 
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.platforms import PLATFORMS
 from ansible_collections.ocs.edge_firewall.plugins.module_utils.pfsense_xml import (
     ALIAS_PREFIX, MARKER, PfSenseError, check_xml_text)
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.rules import parse_firewall
 
 ALIAS_NAME_MAX = 31           # is_validaliasname(): under 32 characters
 PROTOCOLS = ("tcp", "udp")
 ZONES = ("internet", "perimeter", "internal")
 # pfSense interface ids are lower case (wan, lan, optN; PHP array keys, case-sensitive:
 # filter.inc looks rules' <interface> up in $FilterIflist as written); "OPT1" matches nothing.
-IFACE_RE = re.compile(r"^(wan|lan|opt[0-9]+|[a-z][a-z0-9_]{0,30})$")
-PORT_RE = re.compile(r"^([0-9]{1,5})(?:-([0-9]{1,5}))?$")
+IFACE_RE = PLATFORMS["pfsense"].ifname_re
 PLACEMENTS = ("top", "separator", "bottom")
 NO_NAT_SCOPES = ("perimeter", "av_edge")
 DEFAULT_OPTIONS = {"default_deny": True, "placement": "top", "placement_separator": "",
@@ -54,21 +55,6 @@ def _address_entries(addresses, where):
     if all(n.num_addresses == 1 for n in nets):
         return "host", ["%s" % n.network_address for n in nets]
     return "network", ["%s" % n for n in nets]
-
-
-def _ports(ports, where):
-    if isinstance(ports, (str, int)) or not isinstance(ports, (list, tuple)):
-        raise PfSenseError("%s must be null (any) or a list of ports, got %r" % (where, ports))
-    out = []
-    for item in ports:
-        found = PORT_RE.match(str(item)) if not isinstance(item, bool) else None
-        if not found:
-            raise PfSenseError("%s: %r is not a port or a port range N-M" % (where, item))
-        lo, hi = int(found.group(1)), int(found.group(2) or found.group(1))
-        if not 1 <= lo <= hi <= 65535:
-            raise PfSenseError("%s: %r is not a port or a port range within 1-65535" % (where, item))
-        out.append((lo, hi))
-    return sorted(set(out))
 
 
 def _alias_name(base, content_key):
@@ -107,9 +93,10 @@ class AliasBook(object):
         atype, entries = _address_entries(addrs, where)
         return self.add(base, entries, atype, rule_id, "addresses")
 
-    def port(self, ports, rule_id, where):
-        """A single port goes into the rule; ranges and lists become a port alias (a:b entries)."""
-        ranges = _ports(ports, where)
+    def port(self, ranges, rule_id):
+        """(lo, hi) ranges -> a single port goes into the rule; ranges and lists become a port
+        alias (a:b entries)."""
+        ranges = sorted(set(ranges))
         if len(ranges) == 1 and ranges[0][0] == ranges[0][1]:
             return "%d" % ranges[0][0]
         entries = ["%d" % lo if lo == hi else "%d:%d" % (lo, hi) for lo, hi in ranges]
@@ -152,72 +139,53 @@ def check_options(options, name):
 
 
 def check_firewall(firewall, name):
-    """Structure of the FIREWALL -> (interfaces, rules); a named error for every wrong type."""
-    if not isinstance(firewall, dict):
-        raise PfSenseError("%s must be a dict (FIREWALL, docs/policy-model.md), got %s"
-                           % (_where(name, "firewall"), type(firewall).__name__))
-    check_xml_text(firewall, _where(name, "firewall"))
-    platform = firewall.get("platform", "pfsense")
-    if platform != "pfsense":
-        raise PfSenseError("%s: platform is %r, not pfsense" % (_where(name, "firewall"), platform))
-    if firewall.get("mode", "network") != "network":
-        raise PfSenseError("%s: mode %r: pfSense firewalls are network firewalls (mode network)"
-                           % (_where(name, "firewall"), firewall.get("mode")))
-    interfaces = firewall.get("interfaces") or {}
-    if not isinstance(interfaces, dict):
-        raise PfSenseError("%s must be a dict zone -> pfSense interface id" % _where(name, "ocs_firewall_interfaces"))
-    for zone, iface in interfaces.items():
-        if zone not in ZONES:
-            raise PfSenseError("%s: %r is not a zone (%s)" % (_where(name, "ocs_firewall_interfaces"), zone,
-                                                             ", ".join(ZONES)))
-        if not isinstance(iface, str) or not IFACE_RE.match(iface):
-            hint = " (pfSense ids are lower case: %r)" % iface.lower() if isinstance(iface, str) and \
-                IFACE_RE.match(iface.lower()) else ""
-            raise PfSenseError("%s: %r is not a pfSense interface id (wan, lan, optN; the id, not the "
-                               "description)%s" % (_where(name, "ocs_firewall_interfaces.%s" % zone), iface, hint))
-    rules = firewall.get("rules")
-    rules = [] if rules is None else rules
-    if not isinstance(rules, list):
-        raise PfSenseError("%s must be a list of PFRULE dicts, got %s" % (_where(name, "rules"), type(rules).__name__))
-    for i, rule in enumerate(rules):
-        if not isinstance(rule, dict):
-            raise PfSenseError("%s must be a dict (PFRULE), got %r" % (_where(name, "rules[%d]" % i), rule))
-    return interfaces, rules
+    """The FIREWALL -> rules.Firewall (the contract's typed parse: types, ids, addresses, ports,
+    zones with an interface), after the checks only config.xml needs: characters XML cannot
+    carry, zone names, pfSense interface ids (with the lower-case hint)."""
+    if isinstance(firewall, dict):
+        check_xml_text(firewall, _where(name, "firewall"))
+        interfaces = firewall.get("interfaces")
+        for zone, iface in (interfaces.items() if isinstance(interfaces, dict) else ()):
+            if zone not in ZONES:
+                raise PfSenseError("%s: %r is not a zone (%s)" % (_where(name, "ocs_firewall_interfaces"), zone,
+                                                                 ", ".join(ZONES)))
+            if not isinstance(iface, str) or not IFACE_RE.fullmatch(iface):
+                hint = " (pfSense ids are lower case: %r)" % iface.lower() if isinstance(iface, str) and \
+                    IFACE_RE.fullmatch(iface.lower()) else ""
+                raise PfSenseError("%s: %r is not a pfSense interface id (wan, lan, optN; the id, not the "
+                                   "description)%s" % (_where(name, "ocs_firewall_interfaces.%s" % zone), iface, hint))
+    return parse_firewall(firewall, name, "pfsense")
+
+
+def _nets(nets):
+    return [str(n) for n in nets]
 
 
 def pass_rule(rule, pos, interfaces, book, name):
-    """One PFRULE -> the spec of its pass rule on the interface of its src_zone."""
-    rid = str(rule.get("id") or "rule%d" % pos).strip()
+    """One typed Rule -> the spec of its pass rule on the interface of its src_zone."""
+    rid = rule.id
     where = _where(name, "rules[%d] (%s)" % (pos, rid))
-    if re.search(r"\s", rid):
-        raise PfSenseError("%s: the id %r holds whitespace; it starts the description, which pfSense "
-                           "matches up to the first space" % (where, rid))
-    zone = rule.get("src_zone")
-    if zone not in interfaces:
+    if rule.src_zone not in interfaces:
         raise PfSenseError("%s: its source zone %r has no interface; set ocs_firewall_interfaces.%s "
-                           "(pfSense filters on the interface where the packet enters)" % (where, zone, zone))
-    proto = rule.get("protocol")
-    if proto not in PROTOCOLS:
-        raise PfSenseError("%s: protocol %r is not one of %s" % (where, proto, ", ".join(PROTOCOLS)))
+                           "(pfSense filters on the interface where the packet enters)"
+                           % (where, rule.src_zone, rule.src_zone))
     ends = {}
-    for side, akey, pkey in (("source", "src", "sport"), ("destination", "dst", "dport")):
-        addrs, ports = rule.get(akey), rule.get(pkey)
-        if addrs is not None and not addrs or ports is not None and not ports:
-            raise PfSenseError("%s: %s/%s is an empty list (null means any)" % (where, akey, pkey))
-        value = book.addresses("%s_%s" % (rid, akey), addrs, rid, "%s: %s" % (where, akey)) if addrs else ""
-        port = book.port(ports, rid, "%s: %s" % (where, pkey)) if ports else ""
-        ends[side] = end("address" if addrs else "any", value, port)
-    return _spec(rid, interfaces[zone], zone, "pass", proto, ends["source"], ends["destination"],
-                 _pass_descr(rule, rid))
+    for side, akey, nets, ranges in (("source", "src", rule.src, rule.sport),
+                                     ("destination", "dst", rule.dst, rule.dport)):
+        value = book.addresses("%s_%s" % (rid, akey), _nets(nets), rid, "%s: %s" % (where, akey)) if nets else ""
+        port = book.port(ranges, rid) if ranges else ""
+        ends[side] = end("address" if nets else "any", value, port)
+    return _spec(rid, interfaces[rule.src_zone], rule.src_zone, "pass", rule.protocol, ends["source"],
+                 ends["destination"], _pass_descr(rule, rid))
 
 
 def _pass_descr(rule, rid):
-    comment = " ".join(str(rule.get("comment") or "").split())
+    comment = " ".join(str(rule.comment or "").split())
     prefix = "ocs %s " % rid
     tail = comment[len(prefix):] if comment.startswith(prefix) else comment
     words = ""
-    if rule.get("table") is not None and rule.get("figure") is not None:
-        words = "table %s figure %s" % (rule["table"], rule["figure"])
+    if rule.extra.get("table") is not None and rule.extra.get("figure") is not None:
+        words = "table %s figure %s" % (rule.extra["table"], rule.extra["figure"])
         tail = tail.replace(words, "", 1)
     return description(rid, words, tail or "ocs edge policy")
 
@@ -238,9 +206,9 @@ def no_nat_addresses(firewall, rules, scope, name):
     if entries is None:
         entries = []
         for rule in rules:
-            for zkey, akey in (("src_zone", "src"), ("dst_zone", "dst")):
-                if rule.get(zkey) == "perimeter" and isinstance(rule.get(akey), list):
-                    entries.extend({"address": a, "roles": [rule.get("server_role")]} for a in rule[akey])
+            for zone, nets in ((rule.src_zone, rule.src), (rule.dst_zone, rule.dst)):
+                if zone == "perimeter" and nets:
+                    entries.extend({"address": a, "roles": [rule.extra.get("server_role")]} for a in _nets(nets))
     if not isinstance(entries, list) or not all(isinstance(e, dict) and "address" in e for e in entries):
         raise PfSenseError("%s must be a list of {address, roles} dicts" % _where(name, "no_nat"))
     wanted = [e["address"] for e in entries
@@ -252,14 +220,7 @@ def _site(firewall):
     return re.sub(r"[^A-Za-z0-9_-]", "_", str(firewall.get("site") or "ocs"))
 
 
-def _management(firewall, name):
-    mgmt = firewall.get("management") or {}
-    if not isinstance(mgmt, dict):
-        raise PfSenseError("%s must be a dict {sources, ports}" % _where(name, "management"))
-    return mgmt.get("sources") or [], mgmt.get("ports") or []
-
-
-def deny_rules(firewall, interfaces, perimeter_hosts, self_ports, book, name):
+def deny_rules(firewall, parsed, perimeter_hosts, self_ports, book, name):
     """After the pass rules of each interface: new connections between the firewall's zones that
     the policy does not allow are blocked (first match wins on the interface a packet enters).
 
@@ -269,7 +230,9 @@ def deny_rules(firewall, interfaces, perimeter_hosts, self_ports, book, name):
     perimeter: block to anything but the firewall itself (``! (self)``).
     """
     site = _site(firewall)
-    sources, ports = _management(firewall, name)
+    interfaces = parsed.interfaces
+    sources = _nets(parsed.management["sources"])
+    ports = list(parsed.management["ports"]) + [(int(p), int(p)) for p in self_ports]
     perimeter = interfaces.get("perimeter")
     out = []
     for zone in [z for z in ZONES if z in interfaces]:
@@ -285,8 +248,7 @@ def deny_rules(firewall, interfaces, perimeter_hosts, self_ports, book, name):
         if sources:
             rid = "%s-mgmt-%s" % (site, zone)
             src = book.addresses("%s_mgmt" % site, sources, rid, _where(name, "management.sources"))
-            port = book.port(sorted(set(str(p) for p in list(ports) + list(self_ports))), rid,
-                             _where(name, "management.ports"))
+            port = book.port(ports, rid)
             out.append(_spec(rid, iface, zone, "pass", "tcp", end("address", src), end("network", "(self)", port),
                              description(rid, "", "management to this firewall (ocs_management_networks)")))
         rid = "%s-deny-%s-perimeter" % (site, zone)
@@ -325,12 +287,13 @@ def desired_state(firewall, name="firewall", options=None, self_ports=()):
     ports (what its anti-lockout rule opens), added to the management pass.
     """
     opts = check_options(options, name)
-    interfaces, rules = check_firewall(firewall, name)
+    parsed = check_firewall(firewall, name)
+    interfaces, rules = parsed.interfaces, parsed.rules
     book = AliasBook()
     specs = [pass_rule(rule, pos, interfaces, book, name) for pos, rule in enumerate(rules)]
     everyone = no_nat_addresses(firewall, rules, "perimeter", name)
     if opts["default_deny"]:
-        specs += deny_rules(firewall, interfaces, everyone, self_ports, book, name)
+        specs += deny_rules(firewall, parsed, everyone, self_ports, book, name)
     seen = set()
     for spec in specs:
         if spec["key"] in seen:

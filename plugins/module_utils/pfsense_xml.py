@@ -18,7 +18,7 @@ import html
 import re
 import xml.etree.ElementTree as ET
 
-from ansible_collections.ocs.edge_firewall.plugins.module_utils import common
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.rules import FirewallError
 
 MARKER = "[ocs.edge_firewall]"
 ALIAS_PREFIX = "OCS_"
@@ -41,7 +41,7 @@ _NEW_FORM = re.compile(r"^(\S+) (?:.* )?%s(?: |$)" % re.escape(MARKER))
 _OLD_FORM = re.compile(r"^%s ocs (\S+)" % re.escape(MARKER))
 
 
-class PfSenseError(common.FirewallError):
+class PfSenseError(FirewallError):
     """A FIREWALL or a config.xml this module cannot handle; the message says which and why."""
 
 

@@ -210,24 +210,12 @@ restore_reload:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.ocs.edge_firewall.plugins.module_utils.pfsense_backend import (
-    PfSenseBackend, argument_spec, enforce)
+from ansible_collections.ocs.edge_firewall.plugins.module_utils import pfsense_backend
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    backend = PfSenseBackend(module.params, module.run_command)
-    try:
-        result, failure = enforce(backend, module.params["state"], module.check_mode, module._diff)
-    except backend.error as exc:
-        module.fail_json(msg="%s (nothing was changed)" % exc, changed=False)
-    except (IOError, OSError) as exc:
-        module.fail_json(msg="firewall %s: %s: %s" % (backend.name, getattr(exc, "filename", None) or backend.p["config_path"], exc))
-    for warning in result.pop("warnings"):
-        module.warn(warning)
-    if failure:
-        module.fail_json(msg=failure, **result)
-    module.exit_json(**result)
+    module = AnsibleModule(argument_spec=pfsense_backend.argument_spec(), supports_check_mode=True)
+    pfsense_backend.run(module)
 
 
 if __name__ == "__main__":

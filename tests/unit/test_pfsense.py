@@ -14,6 +14,7 @@ import pytest
 from test_pfsense_helpers import (CONFIGS, GOLDEN, MARKER, assert_matches_policy, config_bytes,
                                   config_params, firewall, read_with_minidom)
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import pfsense as pf
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.rules import FirewallError
 
 NOW = 1700000000
 FIREWALLS = ("fw-ext", "fw-int")
@@ -482,7 +483,7 @@ def test_trackers_are_unique_against_unmanaged_ones_and_stable():
 def test_missing_zone_interface_is_an_error():
     fw_dict = firewall("empty", "fw-ext")
     del fw_dict["interfaces"]["internet"]
-    with pytest.raises(pf.PfSenseError, match=r"ocs_firewall_interfaces\.internet"):
+    with pytest.raises(FirewallError, match=r"src_zone: zone 'internet' has no interface"):
         apply(config_bytes("empty"), fw_dict)
 
 
@@ -502,9 +503,9 @@ def test_interface_description_instead_of_id_is_an_error():
 
 def test_wrong_platform_and_mode_are_errors():
     fw_dict = firewall("empty", "fw-ext")
-    with pytest.raises(pf.PfSenseError, match="platform"):
+    with pytest.raises(FirewallError, match="platform"):
         apply(config_bytes("empty"), dict(fw_dict, platform="nftables"))
-    with pytest.raises(pf.PfSenseError, match="mode"):
+    with pytest.raises(FirewallError, match="mode"):
         apply(config_bytes("empty"), dict(fw_dict, mode="host"))
 
 

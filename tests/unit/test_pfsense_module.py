@@ -79,10 +79,10 @@ def test_check_mode_writes_nothing_then_apply_then_no_op(standin, tmp_path):
     original = conf.read_bytes()
     out = run_module(tmp_path, _args(standin, "fw-int"), check=True, diff=True)
     assert out["changed"] and out["created"] and not out.get("failed")
-    assert "alias OCS_" not in out["diff"]["before"] and "port 5061" in out["diff"]["after"]
+    assert "alias OCS_" not in out["diff"][0]["before"] and "port 5061" in out["diff"][0]["after"]
     # NAT and default deny are in check mode, the diff and the ids too
-    assert "no nat on opt1 inet from any to OCS_" in out["diff"]["after"]
-    assert "# outbound NAT mode automatic" in out["diff"]["before"] and "mode hybrid" in out["diff"]["after"]
+    assert "no nat on opt1 inet from any to OCS_" in out["diff"][0]["after"]
+    assert "# outbound NAT mode automatic" in out["diff"][0]["before"] and "mode hybrid" in out["diff"][0]["after"]
     assert {"nat:central-nonat-perimeter", "nat:central-nonat-internal", "central-deny-internal-perimeter"} \
         <= set(out["created"]) and "nat:mode" in out["updated"]
     assert conf.read_bytes() == original
@@ -101,7 +101,7 @@ def test_check_mode_writes_nothing_then_apply_then_no_op(standin, tmp_path):
 
     out = run_module(tmp_path, _args(standin, "fw-int"), diff=True)
     assert not out["changed"] and (out["created"], out["removed"], out["updated"]) == ([], [], [])
-    assert out["diff"]["before"] == out["diff"]["after"]
+    assert "diff" not in out          # the contract: a diff whenever something differs
     assert conf.read_bytes() == written
     assert _reloads(standin) == 1 and len(_backups(standin)) == 1
 

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from pfsense_eval import Config
 from test_pfsense_helpers import FIXTURES, assert_matches_policy, config_bytes, firewall, is_ours, read_nat
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import pfsense as pf
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.rules import FirewallError
 
 NOW = 1700000000
 LAN_CLIENT = "192.168.1.50"
@@ -329,15 +330,15 @@ def test_trailing_space_and_cr_in_a_comment_do_not_rewrite_every_run():
     assert not again["changed"] and same == out
 
 
-def test_ids_are_trimmed_and_inner_whitespace_refused():
+def test_ids_with_whitespace_are_refused_by_the_contract():
+    """A rule id starts the description, which is matched up to its first space: the contract's
+    parse (rules.ID_RE) refuses whitespace in ids, trailing included."""
     fw = firewall("factory", "fw-ext")
-    _r, out = apply(config_bytes("factory"), fw)
-    padded = copy.deepcopy(fw)
-    padded["rules"][0]["id"] += " "
-    assert not apply(out, padded)[0]["changed"]
-    padded["rules"][0]["id"] = "central t17"
-    with pytest.raises(pf.PfSenseError, match="holds whitespace"):
-        apply(out, padded)
+    for rid in ("central-t17-f1-in ", "central t17"):
+        bad = copy.deepcopy(fw)
+        bad["rules"][0]["id"] = rid
+        with pytest.raises(FirewallError, match=r"rules\[0\]\.id: .* is not a rule id"):
+            apply(config_bytes("factory"), bad)
 
 
 def test_policy_refuses_pfsense_interface_descriptions_and_carries_no_nat():
