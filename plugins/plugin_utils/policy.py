@@ -51,8 +51,6 @@ ALL_VARS = DEPLOYMENT_VARS + HOST_VARS
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,23}$")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,31}$")
-# pfSense interface ids (wan, lan, optN, lower case): filter.inc looks them up as written.
-_PFSENSE_IFACE = re.compile(r"^(wan|lan|opt[0-9]+|[a-z][a-z0-9_]{0,30})$")
 
 
 class PolicyError(ValueError):
@@ -335,9 +333,11 @@ def _interfaces(value, side, platform, where, chk):
                      "%r is not one of them" % (side, " and ".join(zones), zone))
             continue
         if chk.name(ifname, where, "ocs_firewall_interfaces.%s" % zone, _IFNAME):
-            if platform == "pfsense" and not _PFSENSE_IFACE.match(ifname):
-                chk.fail(where, "ocs_firewall_interfaces.%s" % zone, "%r is not a pfSense interface id (wan, lan, "
-                         "optN, lower case; the id, not the description)" % ifname)
+            # the platform's own names (pfSense: lower-case ids wan, lan, optN, as filter.inc
+            # looks them up; Linux: IFNAMSIZ)
+            if not PLATFORMS[platform].ifname_re.fullmatch(ifname):
+                chk.fail(where, "ocs_firewall_interfaces.%s" % zone, "%r is not a valid %s interface name"
+                         % (ifname, PLATFORMS[platform].title))
                 continue
             out[zone] = ifname
     missing = [z for z in zones if z not in out]
