@@ -589,7 +589,7 @@ def _no_nat(rules):
     for rule in rules:
         for addr in rule["local_addresses"] or []:
             roles.setdefault(addr, set()).add(rule["server_role"])
-    return [{"address": a, "roles": sorted(roles[a])} for a in sorted(roles, key=netaddr.IPAddress)]
+    return [{"address": a, "roles": sorted(r for r in roles[a] if r)} for a in sorted(roles, key=netaddr.IPNetwork)]
 
 
 def _expand(topology, site_kinds, servers, arrays, director, next_hop, chk, warnings):
