@@ -191,9 +191,15 @@ updated:
   type: list
   elements: str
 diff:
-  description: Listing of the managed aliases, rules and NAT rules before and after, with headers.
-  returned: when something differs, or with --diff
-  type: dict
+  description: Listing of the managed aliases, rules and NAT rules before and after (before, after, before_header, after_header).
+  returned: when something differs
+  type: list
+  elements: dict
+warnings:
+  description: Warnings of the run (also shown by Ansible).
+  returned: always
+  type: list
+  elements: str
 backup:
   description: The backup of the previous file (when written).
   returned: when the file was written
