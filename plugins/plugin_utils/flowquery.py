@@ -232,14 +232,14 @@ def _mentioned(hops):
 def nearest_rules(fw, chain, flow):
     """Rules of this firewall close to a denied flow, each with what differs."""
     f = flow
-    found = {"same destination, other port": [], "same port, other address": [],
-             "the reverse direction": [], "other source port": []}
+    found = {"the reverse direction": [], "other source port": [],
+             "same destination, other port": [], "same port, other address": []}
     for r in fw["rules"]:
         if r["chain"] != chain:
             continue
         src_ok, dst_ok = addr_in(f["src"], r["src"]), addr_in(f["dst"], r["dst"])
         port_ok = r["protocol"] == f["protocol"] and port_in(f["dport"], r["dport"])
-        if rule_matches(r, f["protocol"], f["dst"], None, f["src"], f["dport"]) and r["dst"] is not None:
+        if rule_matches(r, f["protocol"], f["dst"], None, f["src"], f["dport"]):
             kind = "the reverse direction"
         elif src_ok and dst_ok and port_ok:
             kind = "other source port"
@@ -291,8 +291,8 @@ def format_answer(answer):
     if not answer["hops"]:
         lines.append("  " + answer["why"])
     for h in answer["hops"]:
-        lines.append("  %s (%s %s, %s, site %s, chain %s): %s" % (
-            h["firewall"], h["side"], h["mode"], h["platform"], h["site"], h["chain"],
+        lines.append("  %s (%s firewall, %s, site %s, chain %s): %s" % (
+            h["firewall"], h["side"] if h["mode"] == "network" else "host", h["platform"], h["site"], h["chain"],
             ("allowed by " + ", ".join(h["rules"])) if h["allowed"] else "denied, no rule matches"))
         lines += ["    " + _rule_line(answer["rule_info"].get(i, {"id": i})) for i in h["rules"]]
         if h.get("note"):

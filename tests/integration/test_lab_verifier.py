@@ -99,6 +99,28 @@ def test_matrix_covers_every_rule_and_the_named_negatives(scenario):
     assert len({(p["protocol"], p["src"], p["sport"], p["dst"], p["dport"]) for p in m}) == len(m)
 
 
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_flow_query_answers_every_probe_like_the_lab(scenario):
+    """The user's query (filter edge_flow_query, addresses placed by its own guess; only the
+    lab's Internet client, a private address, is said to be on the Internet) gives every
+    probe's expectation, with the same rule ids the probe report shows."""
+    from ansible_collections.ocs.edge_firewall.plugins.filter.edge_flow_query import edge_flow_query
+    policy = policy_of(scenario)
+    lab = lab_of(scenario)
+    inet = {i["ip"] for c in lab["containers"] if c["host"] == "inet-client" for i in c["interfaces"]}
+    m = probe_matrix.build_matrix(policy, lab, eph_slice=0)
+    assert m
+    for p in m:
+        a = edge_flow_query(policy, p["src"], p["dst"], p["protocol"], p["dport"], p["sport"],
+                            "internet" if p["src"] in inet else "", "internet" if p["dst"] in inet else "")
+        assert a["allowed"] == (p["expect"] == "open"), (p, a["text"])
+        assert a["allowed"] == p["answer"]["allowed"]
+        if a["allowed"]:
+            assert a["rules"] == p["answer"]["rules"] == p["why"].split(", "), (p, a["rules"])
+            if p["rule"]:
+                assert p["rule"] in a["rules"]
+
+
 def test_missing_av_rtp_rule_changes_exactly_its_probes():
     policy = policy_of("consolidated")
     lab = lab_of("consolidated")
