@@ -156,11 +156,13 @@ def host_firewalls_of(policy, ip):
 # ----------------------------------------------------------------------------- the verdict
 
 def evaluate(policy, proto, src, dst, dport, sport=None, src_zone=None, dst_zone=None,
-             src_site=None, dst_site=None, host_platforms=None, catalog=None):
+             src_site=None, dst_site=None, host_platforms=None, catalog=None, live=None):
     """The answer for one flow: allowed or denied on each firewall of its path, and why.
 
     host_platforms: which host firewalls count (None: all; the lab enforces only Linux ones).
     catalog: the seed tables (data/seed_tables.yml) to quote the page's words per rule.
+    live: {firewall name: what it enforces (module live_rules)}: those firewalls are judged by
+    their live rules instead of the policy's (the path still comes from the policy).
     """
     proto = str(proto).lower()
     if proto not in ("tcp", "udp"):
@@ -170,12 +172,13 @@ def evaluate(policy, proto, src, dst, dport, sport=None, src_zone=None, dst_zone
     sloc = locate(policy, src, src_zone, src_site, book)
     dloc = locate(policy, dst, dst_zone, dst_site, book)
     flow = {"protocol": proto, "src": src, "sport": sport, "dst": dst, "dport": dport}
-    hops = [_hop(name, fw, "forward", flow) for name, fw in path(policy, sloc, dloc)]
+    live = live or {}
+    hops = [_hop(name, fw, "forward", flow, live.get(name), sloc["zone"]) for name, fw in path(policy, sloc, dloc)]
     if hops:
         for name in host_firewalls_of(policy, dst):
             fw = policy["firewalls"][name]
             if host_platforms is None or fw["platform"] in host_platforms:
-                hops.append(_hop(name, fw, "input", flow))
+                hops.append(_hop(name, fw, "input", flow, live.get(name)))
     allowed = bool(hops) and all(h["allowed"] for h in hops)
     answer = {"flow": flow, "src": sloc, "dst": dloc, "allowed": allowed, "hops": hops,
               "rules": [i for h in hops if h["mode"] == "network" for i in h["rules"]],
@@ -193,12 +196,19 @@ def _port_arg(value, what):
     return port
 
 
-def _hop(name, fw, chain, flow):
+def _hop(name, fw, chain, flow, live=None, entry_zone=None):
+    hop = {"firewall": name, "mode": fw["mode"], "side": fw["side"], "site": fw["site"],
+           "platform": fw["platform"], "chain": chain, "source": "policy", "nearest": []}
+    if live is not None:
+        start = (live.get("hooks") or {}).get(chain)
+        if live.get("interface_chains"):     # pfSense: rules of the interface the packet enters
+            iface = (fw.get("interfaces") or {}).get(entry_zone)
+            start = live["interface_chains"].get(iface, "no rules on interface %s" % iface)
+        return _live_hop(hop, live, chain, start, flow)
     f = flow
     ids = [r["id"] for r in fw["rules"] if r["chain"] == chain
            and rule_matches(r, f["protocol"], f["src"], f["sport"], f["dst"], f["dport"])]
-    hop = {"firewall": name, "mode": fw["mode"], "side": fw["side"], "site": fw["site"],
-           "platform": fw["platform"], "chain": chain, "allowed": bool(ids), "rules": ids, "nearest": []}
+    hop.update(allowed=bool(ids), rules=ids)
     if ids:
         conditional = [r for r in fw["rules"] if r["id"] in ids and r["sport"] and f["sport"] is None]
         if conditional:
@@ -208,14 +218,68 @@ def _hop(name, fw, chain, flow):
     return hop
 
 
+# ----------------------------------------------------------------------------- live rules
+
+def _live_matches(r, flow):
+    f = flow
+    return ((r["protocol"] is None or r["protocol"] == f["protocol"]) and addr_in(f["src"], r["src"])
+            and addr_in(f["dst"], r["dst"]) and port_in(f["sport"], r["sport"]) and port_in(f["dport"], r["dport"]))
+
+
+def _walk(live, name, flow, seen, depth=0):
+    """First rule that decides the first packet in chain `name` (following jumps), or None."""
+    chain = live["chains"].get(name) or {"rules": []}
+    for r in chain["rules"]:
+        if not r["new"] or r["protocol"] == "icmp" or not _live_matches(r, flow):
+            continue
+        if r["unsupported"]:
+            seen.append(r)      # cannot tell whether it matches: reported, not taken
+            continue
+        act = r["action"]
+        if act in ("accept", "drop", "reject"):
+            return r
+        if act == "return":
+            return None
+        if act.split(" ")[0] in ("jump", "goto") and depth < 16:
+            found = _walk(live, act.split(" ", 1)[1], flow, seen, depth + 1)
+            if found is not None or act.startswith("goto"):
+                return found
+    return None
+
+
+def _live_hop(hop, live, chain, start, flow):
+    """The hop judged by what the firewall enforces: the first deciding rule from chain
+    `start`, else that chain's policy (a chain absent from the live state blocks nothing on
+    Linux, everything on pfSense)."""
+    hop.update(source="live", uncertain=[])
+    if start is None:
+        hop.update(allowed=True, rules=["no %s chain: nothing filters" % chain], decided_by=None)
+        return hop
+    r = _walk(live, start, flow, hop["uncertain"])
+    if r is None:
+        default = "drop" if live.get("interface_chains") else "accept"
+        policy = (live["chains"].get(start) or {}).get("policy") or default
+        hop.update(allowed=policy == "accept", decided_by="chain %s policy %s" % (start, policy))
+    else:
+        hop.update(allowed=r["action"] == "accept", decided_by="%s (%s)" % (r["id"], r["text"]))
+    hop["rules"] = [r["id"]] if hop["allowed"] and r is not None else []
+    hop["uncertain"] = ["%s: %s" % (u["id"], ", ".join(u["unsupported"])) for u in hop["uncertain"]]
+    if not hop["allowed"]:
+        accepts = [dict(x, chain=chain) for c in live["chains"].values() for x in c["rules"]
+                   if x["action"] == "accept" and x["new"] and x["protocol"] in ("tcp", "udp")]
+        hop["nearest"] = nearest_rules({"rules": accepts}, chain, flow)
+    return hop
+
+
 def _why(allowed, hops, sloc, dloc):
     if not hops:
         return "no firewall of this policy forwards between %s (%s) and %s (%s)" % (
             sloc["zone"], sloc["what"], dloc["zone"], dloc["what"])
     if allowed:
         return "allowed by " + "; ".join("%s (%s)" % (h["firewall"], ", ".join(h["rules"])) for h in hops)
-    return "denied by " + "; ".join("%s (no %s rule matches)" % (h["firewall"], h["chain"])
-                                    for h in hops if not h["allowed"])
+    return "denied by " + "; ".join(
+        "%s (%s)" % (h["firewall"], h.get("decided_by") or "no %s rule matches" % h["chain"])
+        for h in hops if not h["allowed"])
 
 
 def _mentioned(hops):
@@ -291,9 +355,12 @@ def format_answer(answer):
     if not answer["hops"]:
         lines.append("  " + answer["why"])
     for h in answer["hops"]:
-        lines.append("  %s (%s firewall, %s, site %s, chain %s): %s" % (
+        verdict = ("allowed by " + ", ".join(h["rules"])) if h["allowed"] else (
+            "denied by " + h["decided_by"] if h.get("decided_by") else "denied, no rule matches")
+        lines.append("  %s (%s firewall, %s, site %s, chain %s, %s): %s" % (
             h["firewall"], h["side"] if h["mode"] == "network" else "host", h["platform"], h["site"], h["chain"],
-            ("allowed by " + ", ".join(h["rules"])) if h["allowed"] else "denied, no rule matches"))
+            "as enforced (live)" if h["source"] == "live" else "per the policy", verdict))
+        lines += ["    not judged (match the query cannot read): %s" % u for u in h.get("uncertain") or []]
         lines += ["    " + _rule_line(answer["rule_info"].get(i, {"id": i})) for i in h["rules"]]
         if h.get("note"):
             lines.append("    note: " + h["note"])
@@ -317,3 +384,24 @@ def _rule_line(info):
             page.get("local_port"), page.get("remote_port"), page.get("direction"),
             " ".join(str(page.get("local_ip")).split()), " ".join(str(page.get("remote_ip")).split()))
     return text
+
+
+def compare(policy_answer, live_answer):
+    """Where the live firewalls and the policy disagree, per firewall read live:
+    ([{"firewall", "policy", "live", "policy_rules", "live_rules", "live_decided_by"}], text lines)."""
+    by_fw = {h["firewall"]: h for h in policy_answer["hops"]}
+    drift, lines = [], []
+    for h in live_answer["hops"]:
+        p = by_fw.get(h["firewall"])
+        if h["source"] != "live" or p is None or p["allowed"] == h["allowed"]:
+            continue
+        drift.append({"firewall": h["firewall"], "policy": p["allowed"], "live": h["allowed"],
+                      "policy_rules": p["rules"], "live_rules": h["rules"], "live_decided_by": h.get("decided_by")})
+        lines.append("DRIFT on %s: the policy %s (%s), the live rules %s (%s)" % (
+            h["firewall"], "allows it" if p["allowed"] else "denies it",
+            ", ".join(p["rules"]) or "no rule", "allow it" if h["allowed"] else "deny it",
+            ", ".join(h["rules"]) if h["allowed"] else h.get("decided_by")))
+    if not drift:
+        lines.append("policy and live rules agree on every firewall read (%s)" % (
+            ", ".join(h["firewall"] for h in live_answer["hops"] if h["source"] == "live") or "none read"))
+    return drift, lines
