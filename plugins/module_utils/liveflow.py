@@ -16,8 +16,9 @@ FLOWRULE, in chain order: ``id`` (the policy rule id from an ``ocs <id> ...`` co
 ``udp``, ``icmp``, None = any), ``src``/``dst`` (CIDR strings, None = any), ``sport``/``dport``
 (``"N"``/``"N-M"`` strings, None = any), ``new`` (False when the rule only matches packets of
 existing connections, so never a first packet), ``action`` (``accept``, ``drop``, ``reject``,
-``jump <chain>``, ``return``, or the verdict text), ``interfaces`` (in/out interface matches,
-shown but not evaluated), ``unsupported`` (matches the flow query cannot judge; such a rule is
+``jump <chain>``, ``return``, or the verdict text), ``iif``/``oif`` (``{"names", "negated"}``,
+interface matches, judged against the firewall's zone interfaces when the policy names them;
+``lo`` never carries a flow between hosts), ``interfaces`` (the same as text), ``unsupported`` (matches the flow query cannot judge; such a rule is
 reported, never silently taken as matching) and ``text``.
 """
 
@@ -63,12 +64,14 @@ def _port_strings(intervals):
 
 def _flowrule(chain, rid, text):
     return {"id": rid, "chain": chain, "protocol": None, "src": None, "dst": None, "sport": None,
-            "dport": None, "new": True, "action": None, "interfaces": [], "unsupported": [], "text": text}
+            "dport": None, "new": True, "action": None, "interfaces": [], "iif": None, "oif": None,
+            "unsupported": [], "text": text}
 
 
 # ----------------------------------------------------------------------------- nftables
 
-def _nft_match(r, key, op, value, display):
+def _nft_match(r, key, op, value, display=None):
+    display = value if display is None else display
     words = key.split()
     if key in ("ip saddr", "ip6 saddr", "ip daddr", "ip6 daddr") and op == "==":
         r["src" if words[1] == "saddr" else "dst"] = _nets(value)
@@ -84,8 +87,9 @@ def _nft_match(r, key, op, value, display):
         r["new"] = "new" not in value
     elif key in ("icmp type", "icmpv6 type"):
         r["protocol"] = "icmp"
-    elif key in ("meta iifname", "meta oifname", "iifname", "oifname"):
+    elif key in ("meta iifname", "meta oifname", "iifname", "oifname") and op in ("==", "!="):
         r["interfaces"].append("%s %s %s" % (key, op, ",".join(map(str, display))))
+        r["iif" if "iif" in key else "oif"] = {"names": [str(v) for v in value], "negated": op == "!="}
     else:
         r["unsupported"].append("%s %s %s" % (key, op, ",".join(map(str, display))))
 
@@ -126,6 +130,7 @@ def _ipt_match(r, name, value):
         r["new"] = ("NEW" not in states) if neg else ("NEW" in states)
     elif key in ("in", "out"):
         r["interfaces"].append("%s%s %s" % ("! " if neg else "", key, value))
+        r["iif" if key == "in" else "oif"] = {"names": [value], "negated": neg}
     elif key == "icmp-type" and r["protocol"] == "icmp":
         pass
     else:

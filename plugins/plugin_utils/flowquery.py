@@ -173,7 +173,8 @@ def evaluate(policy, proto, src, dst, dport, sport=None, src_zone=None, dst_zone
     dloc = locate(policy, dst, dst_zone, dst_site, book)
     flow = {"protocol": proto, "src": src, "sport": sport, "dst": dst, "dport": dport}
     live = live or {}
-    hops = [_hop(name, fw, "forward", flow, live.get(name), sloc["zone"]) for name, fw in path(policy, sloc, dloc)]
+    hops = [_hop(name, fw, "forward", flow, live.get(name), sloc["zone"], dloc["zone"])
+            for name, fw in path(policy, sloc, dloc)]
     if hops:
         for name in host_firewalls_of(policy, dst):
             fw = policy["firewalls"][name]
@@ -196,15 +197,16 @@ def _port_arg(value, what):
     return port
 
 
-def _hop(name, fw, chain, flow, live=None, entry_zone=None):
+def _hop(name, fw, chain, flow, live=None, entry_zone=None, exit_zone=None):
     hop = {"firewall": name, "mode": fw["mode"], "side": fw["side"], "site": fw["site"],
            "platform": fw["platform"], "chain": chain, "source": "policy", "nearest": []}
     if live is not None:
+        ifnames = fw.get("interfaces") or {}
+        ifaces = (ifnames.get(entry_zone), ifnames.get(exit_zone)) if fw["mode"] == "network" else (None, None)
         start = (live.get("hooks") or {}).get(chain)
         if live.get("interface_chains"):     # pfSense: rules of the interface the packet enters
-            iface = (fw.get("interfaces") or {}).get(entry_zone)
-            start = live["interface_chains"].get(iface, "no rules on interface %s" % iface)
-        return _live_hop(hop, live, chain, start, flow)
+            start = live["interface_chains"].get(ifaces[0], "no rules on interface %s" % ifaces[0])
+        return _live_hop(hop, live, chain, start, flow, ifaces)
     f = flow
     ids = [r["id"] for r in fw["rules"] if r["chain"] == chain
            and rule_matches(r, f["protocol"], f["src"], f["sport"], f["dst"], f["dport"])]
@@ -220,17 +222,30 @@ def _hop(name, fw, chain, flow, live=None, entry_zone=None):
 
 # ----------------------------------------------------------------------------- live rules
 
-def _live_matches(r, flow):
+def _iface_ok(match, name):
+    """An interface match against the interface the flow uses (None: not known here)."""
+    if match is None:
+        return True
+    names = match["names"]
+    if name is None:        # unknown: only loopback can be ruled out (no flow between hosts uses it)
+        hit = names == ["lo"]
+        return hit if match["negated"] else not hit
+    hit = any(name == n or (n[-1:] in "+*" and name.startswith(n[:-1])) for n in names)
+    return hit != match["negated"]
+
+
+def _live_matches(r, flow, ifaces):
     f = flow
     return ((r["protocol"] is None or r["protocol"] == f["protocol"]) and addr_in(f["src"], r["src"])
-            and addr_in(f["dst"], r["dst"]) and port_in(f["sport"], r["sport"]) and port_in(f["dport"], r["dport"]))
+            and addr_in(f["dst"], r["dst"]) and port_in(f["sport"], r["sport"]) and port_in(f["dport"], r["dport"])
+            and _iface_ok(r.get("iif"), ifaces[0]) and _iface_ok(r.get("oif"), ifaces[1]))
 
 
-def _walk(live, name, flow, seen, depth=0):
+def _walk(live, name, flow, ifaces, seen, depth=0):
     """First rule that decides the first packet in chain `name` (following jumps), or None."""
     chain = live["chains"].get(name) or {"rules": []}
     for r in chain["rules"]:
-        if not r["new"] or r["protocol"] == "icmp" or not _live_matches(r, flow):
+        if not r["new"] or r["protocol"] == "icmp" or not _live_matches(r, flow, ifaces):
             continue
         if r["unsupported"]:
             seen.append(r)      # cannot tell whether it matches: reported, not taken
@@ -241,13 +256,13 @@ def _walk(live, name, flow, seen, depth=0):
         if act == "return":
             return None
         if act.split(" ")[0] in ("jump", "goto") and depth < 16:
-            found = _walk(live, act.split(" ", 1)[1], flow, seen, depth + 1)
+            found = _walk(live, act.split(" ", 1)[1], flow, ifaces, seen, depth + 1)
             if found is not None or act.startswith("goto"):
                 return found
     return None
 
 
-def _live_hop(hop, live, chain, start, flow):
+def _live_hop(hop, live, chain, start, flow, ifaces=(None, None)):
     """The hop judged by what the firewall enforces: the first deciding rule from chain
     `start`, else that chain's policy (a chain absent from the live state blocks nothing on
     Linux, everything on pfSense)."""
@@ -255,7 +270,7 @@ def _live_hop(hop, live, chain, start, flow):
     if start is None:
         hop.update(allowed=True, rules=["no %s chain: nothing filters" % chain], decided_by=None)
         return hop
-    r = _walk(live, start, flow, hop["uncertain"])
+    r = _walk(live, start, flow, ifaces, hop["uncertain"])
     if r is None:
         default = "drop" if live.get("interface_chains") else "accept"
         policy = (live["chains"].get(start) or {}).get("policy") or default
