@@ -328,6 +328,8 @@ def nearest_rules(fw, chain, flow):
             kind = "same port, other address"
         else:
             continue
+        if any(n["rule"] == r["id"] for n in found[kind]):
+            continue        # a rule rendered as several live rules: named once
         found[kind].append({"rule": r["id"], "relation": kind, "protocol": r["protocol"],
                             "src": r["src"], "sport": r["sport"], "dst": r["dst"], "dport": r["dport"]})
     return [n for kind in found for n in found[kind][:NEAREST_LIMIT]]
