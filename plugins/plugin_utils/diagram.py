@@ -234,9 +234,11 @@ def to_dot(graph):
     sub = "site %s (%s), topology %s" % (graph["site"], graph["kind"], graph["topology"])
     legend = ["Arrows: the first packet of each allowed connection; replies pass by connection tracking.",
               "Label: figure-mapping number: protocol, destination port (from source port).",
-              "Colour: role. Double red border: host firewall."]
-    label = "<B>%s</B><BR/>%s<BR/>%s" % (_html(title), _html(sub), "<BR/>".join(
-        '<FONT POINT-SIZE="11">%s</FONT>' % _html(x) for x in legend))
+              "Double red border: the server has its own host firewall."]
+    colours = ", ".join('<FONT COLOR="%s">%s</FONT>' % (ROLE_COLORS[r], _html(ROLE_NAMES[r])) for r in ROLE_NAMES)
+    label = "<B>%s</B><BR/>%s<BR/>%s<BR/>%s" % (_html(title), _html(sub), "<BR/>".join(
+        '<FONT POINT-SIZE="11">%s</FONT>' % _html(x) for x in legend),
+        '<FONT POINT-SIZE="11">Colour of an arrow: the role, %s</FONT>' % colours)
     out = ["digraph figure7 {",
            "  graph [rankdir=LR, ranksep=1.0, nodesep=0.3, fontname=\"Helvetica\", labelloc=t, fontsize=16,",
            "         label=<%s>, newrank=true];" % label,
