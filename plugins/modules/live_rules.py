@@ -82,22 +82,25 @@ from ansible_collections.ocs.edge_firewall.plugins.module_utils import iptables 
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import liveflow
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import nftables as nftlib
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import pfsense as pflib
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.rules import FirewallError
 
 
 def read_nftables(module):
-    nft = nftlib.Nft(module.run_command, module.get_bin_path("nft", required=True))
-    table = module.params["table"]
-    state = nft.read_table(table)
-    others = sorted("%s %s" % t for t in nft.list_tables() if t != (nftlib.FAMILY, table))
-    return liveflow.nft_flow_rules(state, nftlib.render_rule), others
+    """The backend's live reader (NftBackend.read_live: the collection's table), as flow rules."""
+    backend = nftlib.NftBackend("live_rules", nftlib.Nft(module.run_command, module.get_bin_path("nft", required=True)),
+                                module.params["table"])
+    others = sorted("%s %s" % t for t in backend.nft.list_tables() if t != (nftlib.FAMILY, backend.table))
+    return liveflow.nft_flow_rules(backend.read_live(), nftlib.render_rule), others
 
 
 def read_iptables(module):
-    save = module.get_bin_path("iptables-save", required=True)
-    rc, out, err = module.run_command([save, "-t", iptlib.TABLE])
-    if rc != 0:
-        module.fail_json(msg="reading the live rules failed (%s -t filter, rc=%s): %s" % (save, rc, err or out))
-    return liveflow.ipt_flow_rules(out, iptlib.parse_rule_line)
+    """The backend's reader (Ipt.read: iptables-save -t filter), every chain of the table: the
+    backend compares only its own chains, but a rule before its jump decides a flow too."""
+    def run(argv, data=None):
+        return module.run_command(argv, data=data, binary_data=data is not None)
+    ipt = iptlib.Ipt(run, module.get_bin_path("iptables-save", required=True))
+    _owned, text = ipt.read()
+    return liveflow.ipt_flow_rules(text, iptlib.parse_rule_line)
 
 
 def read_pfsense(module):
@@ -124,7 +127,7 @@ def main():
             result["live"] = read_iptables(module)
         else:
             result["live"] = read_pfsense(module)
-    except (nftlib.NftError, iptlib.IptError, pflib.PfSenseError, ValueError, OSError) as exc:
+    except (FirewallError, pflib.PfSenseError, ValueError, OSError) as exc:
         module.fail_json(msg="%s: %s" % (module.params["platform"], exc))
     # plain JSON (tuples from the parsers become lists)
     result["live"] = json.loads(json.dumps(result["live"]))
