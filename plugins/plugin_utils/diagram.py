@@ -24,7 +24,7 @@ ROLE_NAMES = {"reverse_proxy": "Reverse proxy", "access_edge": "Access Edge",
 ROLE_COLORS = {"reverse_proxy": "#1b7837", "access_edge": "#2166ac",
                "web_conferencing_edge": "#b35806", "av_edge": "#762a83"}
 ZONE_ORDER = ("internet", "external_firewall", "perimeter", "internal_firewall", "internal")
-INTERNET, INTERNAL_ANY = "internet", "internal_any"
+INTERNET = "internet"
 
 
 def _local_initiates(rule):
@@ -109,62 +109,91 @@ def _internal_nodes(dep):
     nodes = []
     for key, title in (("director", "Director"), ("next_hop", "Next hop")):
         if dep.get(key):
-            nodes.append({"id": key, "zone": "internal", "kind": key, "title": title, "lines": [dep[key]],
-                          "addresses": [dep[key]], "servers": [], "host_firewalls": {}})
-    nodes.append({"id": INTERNAL_ANY, "zone": "internal", "kind": "any", "title": "Internal network",
-                  "lines": ["any internal host"], "addresses": [], "servers": [], "host_firewalls": {}})
+            members = dep.get("director_members") or [] if key == "director" else []
+            lines = [dep[key]] + (["pool members: %s" % ", ".join(members)] if members else [])
+            nodes.append({"id": key, "zone": "internal", "kind": key, "title": title, "lines": lines,
+                          "addresses": [dep[key]] + list(members), "servers": [], "host_firewalls": {}})
     return nodes
+
+
+def _other_node(zone, addresses):
+    """A node for addresses no server, array or Director holds (opt-in extra and note rules):
+    "any" or the addresses the rule names, on the internal side or in the perimeter."""
+    key = "any" if addresses is None else "_".join(addresses)
+    title = {"internal": "Internal network", "perimeter": "Other perimeter addresses"}[zone]
+    return {"id": _node_id("%s_other" % zone, key), "zone": zone, "kind": "any", "title": title,
+            "lines": ["any address" if addresses is None else ", ".join(addresses)],
+            "addresses": list(addresses or []), "servers": [], "host_firewalls": {}}
 
 
 # ----------------------------------------------------------------------------- edges
 
-def _remote_node(rule, dep):
+def _remote_node(rule, internal):
+    """The Internet, the Director / next hop (with the pool members), or another internal node."""
     if rule["firewall"] == "external":
-        return INTERNET
+        return INTERNET, None
     remote = rule["remote_addresses"]
-    for key in ("director", "next_hop"):
-        if remote and dep.get(key) and set(remote) == {dep[key]}:
-            return key
-    return INTERNAL_ANY
+    for node in internal:
+        if remote and set(remote) <= set(node["addresses"]):
+            return node["id"], None
+    other = _other_node("internal", remote)
+    return other["id"], other
+
+
+def _tag(rule):
+    """The label's first word: the figure-mapping number, or what an opt-in rule is."""
+    if rule.get("figure") is not None:
+        return "%d" % rule["figure"]
+    return "note" if rule.get("note") else "extra"
 
 
 def _edge(rule, local_node, remote_node, via):
     local_first = _local_initiates(rule)
     sport = rule["local_ports"] if local_first else rule["remote_ports"]
     dport = rule["remote_ports"] if local_first else rule["local_ports"]
-    label = "%d: %s %s" % (rule["figure"], rule["protocol"].upper(), _ports(dport))
+    label = "%s: %s %s" % (_tag(rule), rule["protocol"].upper(), _ports(dport))
     if sport is not None:
         label += " from %s" % _ports(sport)
     return {"rule": rule["id"], "table": rule["table"], "figure": rule["figure"], "service": rule["service"],
             "role": rule["server_role"], "protocol": rule["protocol"], "sport": sport, "dport": dport,
             "src": local_node if local_first else remote_node, "dst": remote_node if local_first else local_node,
-            "via": via, "label": label}
+            "via": via, "label": label, "tag": _tag(rule)}
+
+
+def _local_nodes(rule, owner):
+    """The perimeter nodes holding the rule's local addresses (one edge each); addresses no
+    server holds (opt-in rules) go to an "other perimeter addresses" node."""
+    held = sorted({owner[a] for a in rule["local_addresses"] or [] if a in owner})
+    loose = [a for a in rule["local_addresses"] or [] if a not in owner]
+    if loose or rule["local_addresses"] is None:
+        other = _other_node("perimeter", loose or None)
+        return held + [other["id"]], other
+    return held, None
 
 
 def build_graph(policy, site):
-    """The diagram of one site as data: {"site", "kind", "topology", "nodes", "edges", "notes"}."""
+    """The diagram of one site as data: {"site", "kind", "topology", "nodes", "edges"}."""
     dep = policy.get("deployment") or {}
     perimeter, owner = _perimeter_nodes(dep, site)
     firewalls = _firewall_nodes(policy, site)
     internal = _internal_nodes(dep)
-    edges, notes = [], []
+    extra, edges = {}, []
     for rule in policy["rules"]:
         if rule["site"] != site:
             continue
-        # one edge per server or array the rule's local addresses belong to (servers of a
-        # role outside an array each get their own arrow)
-        locals_ = sorted({owner.get(a) or "" for a in rule["local_addresses"] or []})
-        if "" in locals_ or not locals_:
-            notes.append("%s: local addresses %s: not all held by a perimeter server" % (
-                rule["id"], rule["local_addresses"]))
         via = [n["id"] for n in firewalls if n["side"] == rule["firewall"]]
-        edges += [_edge(rule, node, _remote_node(rule, dep), via) for node in locals_ if node]
-    used = {e["src"] for e in edges} | {e["dst"] for e in edges}
-    internal = [n for n in internal if n["id"] in used or n["kind"] != "any"]
+        remote, other = _remote_node(rule, internal)
+        locals_, other_local = _local_nodes(rule, owner)
+        for node in (other, other_local):
+            if node:
+                extra.setdefault(node["id"], node)
+        edges += [_edge(rule, node, remote, via) for node in locals_]
+    perimeter += [n for n in extra.values() if n["zone"] == "perimeter"]
+    internal += [n for n in extra.values() if n["zone"] == "internal"]
     nodes = [{"id": INTERNET, "zone": "internet", "kind": "internet", "title": "Internet", "lines": ["any address"],
               "addresses": [], "servers": [], "host_firewalls": {}}] + firewalls + perimeter + internal
     return {"site": site, "kind": (dep.get("sites") or {}).get(site), "topology": policy["topology"],
-            "nodes": nodes, "edges": edges, "notes": notes}
+            "nodes": nodes, "edges": edges}
 
 
 # ----------------------------------------------------------------------------- DOT source
@@ -201,7 +230,7 @@ def _edge_dot(e, zone_of):
     left, right = (e["src"], e["dst"]) if forward else (e["dst"], e["src"])
     color = _q(ROLE_COLORS.get(e["role"], "black"))
     common = ["color=%s" % color, "fontcolor=%s" % color,
-              "tooltip=%s" % _q("%s %s (table %d, figure %d)" % (e["rule"], e["service"], e["table"], e["figure"]))]
+              "tooltip=%s" % _q(_tooltip(e))]
     if not forward:
         common.append("dir=back")
     if not e["via"]:
@@ -210,7 +239,7 @@ def _edge_dot(e, zone_of):
     # the outer segment (Internet or internal side) carries the full label, the perimeter
     # segment the figure number, so each arrow can be followed through the firewall
     outer = "label=%s" % _q(e["label"])
-    inner = "label=%s" % _q(e["figure"])
+    inner = "label=%s" % _q(e["tag"])
     left_is_outer = zone_of[left] == "internet"
     first = common + [outer if left_is_outer else inner] + ([] if forward else [])
     second = common + [inner if left_is_outer else outer]
@@ -220,6 +249,12 @@ def _edge_dot(e, zone_of):
         second.append("arrowtail=none")
     return ["  %s -> %s:w [%s];" % (left, fw, ", ".join(first)),
             "  %s:e -> %s [%s];" % (fw, right, ", ".join(second))]
+
+
+def _tooltip(e):
+    if e["figure"] is None:
+        return "%s %s (%s rule, opt-in)" % (e["rule"], e["service"], e["tag"])
+    return "%s %s (table %d, figure %d)" % (e["rule"], e["service"], e["table"], e["figure"])
 
 
 def _cluster(name, label, nodes):

@@ -63,21 +63,19 @@ def rule_matches(rule, proto, src, sport, dst, dport):
 # ----------------------------------------------------------------------------- where addresses are
 
 def address_book(policy):
-    """{ip: {"zone", "site", "what"}} for every address the policy places somewhere."""
+    """{ip: {"zone", "site", "what"}} for every address the deployment places somewhere: its
+    servers' addresses and array VIPs (perimeter), the Director, its pool members and the next
+    hop (internal). A policy.json without `deployment.servers` (older exports) places the
+    perimeter addresses of its seed rules instead."""
     book = {}
     dep = policy.get("deployment") or {}
     for key in ("director", "next_hop"):
         if dep.get(key):
             book[dep[key]] = {"zone": "internal", "site": None, "what": key.replace("_", " ")}
-    for name, fw in policy["firewalls"].items():
-        if fw["mode"] != "network":
-            continue
-        for r in fw["rules"]:
-            for addrs, zone in ((r["src"], r.get("src_zone")), (r["dst"], r.get("dst_zone"))):
-                if zone == "perimeter":
-                    for a in addrs or []:
-                        book.setdefault(a, {"zone": "perimeter", "site": fw["site"],
-                                            "what": "%s side of the perimeter" % fw["side"]})
+    for a in dep.get("director_members") or []:
+        book[a] = {"zone": "internal", "site": None, "what": "Director pool member"}
+    if "servers" not in dep:
+        _perimeter_from_rules(policy, book)
     for name, srv in (dep.get("servers") or {}).items():
         for side in ("internal", "external"):
             for role, a in sorted((srv.get(side) or {}).items()):
@@ -90,11 +88,23 @@ def address_book(policy):
     return book
 
 
+def _perimeter_from_rules(policy, book):
+    for fw in policy["firewalls"].values():
+        if fw["mode"] != "network":
+            continue
+        for r in fw["rules"]:
+            for addrs, zone in ((r["src"], r.get("src_zone")), (r["dst"], r.get("dst_zone"))):
+                if zone == "perimeter":
+                    for a in addrs or []:
+                        book.setdefault(a, {"zone": "perimeter", "site": fw["site"],
+                                            "what": "%s side of the perimeter" % fw["side"]})
+
+
 def locate(policy, ip, zone=None, site=None, book=None):
     """Where an address is: {"ip", "zone", "site", "what"}; zone/site override the guess."""
     ipaddress.ip_address(ip)  # a clear ValueError for a mistyped address
     book = address_book(policy) if book is None else book
-    loc = dict(book.get(ip) or _guess(policy, ip), ip=ip)
+    loc = dict(book.get(ip) or _in_network(book, ip) or _guess(policy, ip), ip=ip)
     if zone:
         if zone not in ZONES:
             raise ValueError("zone %r is not one of %s" % (zone, ", ".join(ZONES)))
@@ -105,6 +115,15 @@ def locate(policy, ip, zone=None, site=None, book=None):
     if loc["zone"] == "perimeter" and not loc["site"]:
         loc["site"] = _only_site(policy)
     return loc
+
+
+def _in_network(book, ip):
+    """An address inside a network the policy places (opt-in rules may name CIDRs)."""
+    a = ipaddress.ip_address(ip)
+    for key, where in book.items():
+        if "/" in key and a in ipaddress.ip_network(key, strict=False):
+            return where
+    return None
 
 
 def _guess(policy, ip):
@@ -124,15 +143,30 @@ def _only_site(policy):
 
 
 def path(policy, src_loc, dst_loc):
-    """Network firewalls the flow crosses, in order: [(name, firewall)] (may be empty)."""
+    """Network firewalls the flow crosses, in order: [(name, firewall)] (may be empty).
+    Internet <-> internal crosses the internal and the external firewall of one site: the one
+    given, else the only site, else the first central site."""
     zones = (src_loc["zone"], dst_loc["zone"])
-    if "perimeter" not in zones or zones[0] == zones[1]:
+    if zones[0] == zones[1]:
         return []
-    per = src_loc if zones[0] == "perimeter" else dst_loc
-    other = zones[1] if zones[0] == "perimeter" else zones[0]
-    side = "external" if other == "internet" else "internal"
+    if "perimeter" in zones:
+        per = src_loc if zones[0] == "perimeter" else dst_loc
+        other = zones[1] if zones[0] == "perimeter" else zones[0]
+        return _firewalls(policy, "external" if other == "internet" else "internal", per["site"])
+    site = src_loc.get("site") or dst_loc.get("site") or _exit_site(policy)
+    inner, outer = _firewalls(policy, "internal", site), _firewalls(policy, "external", site)
+    return inner + outer if zones[0] == "internal" else outer + inner
+
+
+def _firewalls(policy, side, site):
     return [(n, fw) for n, fw in sorted(policy["firewalls"].items())
-            if fw["mode"] == "network" and fw["side"] == side and fw["site"] == per["site"]]
+            if fw["mode"] == "network" and fw["side"] == side and fw["site"] == site]
+
+
+def _exit_site(policy):
+    sites = (policy.get("deployment") or {}).get("sites") or {}
+    central = sorted(s for s, kind in sites.items() if kind == "central")
+    return (central or sorted(sites) or [None])[0]
 
 
 def host_firewalls_of(policy, ip):
@@ -173,7 +207,7 @@ def evaluate(policy, proto, src, dst, dport, sport=None, src_zone=None, dst_zone
     dloc = locate(policy, dst, dst_zone, dst_site, book)
     flow = {"protocol": proto, "src": src, "sport": sport, "dst": dst, "dport": dport}
     live = live or {}
-    hops = [_hop(name, fw, "forward", flow, live.get(name), sloc["zone"], dloc["zone"])
+    hops = [_hop(name, fw, "forward", flow, live.get(name), *_sides(fw, sloc, dloc))
             for name, fw in path(policy, sloc, dloc)]
     if hops:
         for name in host_firewalls_of(policy, dst):
@@ -186,6 +220,13 @@ def evaluate(policy, proto, src, dst, dport, sport=None, src_zone=None, dst_zone
               "why": _why(allowed, hops, sloc, dloc)}
     answer["rule_info"] = rule_info(policy, _mentioned(hops), catalog)
     return answer
+
+
+def _sides(fw, sloc, dloc):
+    """The zones a network firewall sees the flow enter from and leave to (the perimeter when
+    the flow's own end is beyond the other firewall)."""
+    zones = {"internal": ("perimeter", "internal"), "external": ("internet", "perimeter")}[fw["side"]]
+    return tuple(loc["zone"] if loc["zone"] in zones else "perimeter" for loc in (sloc, dloc))
 
 
 def _port_arg(value, what):
@@ -332,7 +373,15 @@ def nearest_rules(fw, chain, flow):
             continue        # a rule rendered as several live rules: named once
         found[kind].append({"rule": r["id"], "relation": kind, "protocol": r["protocol"],
                             "src": r["src"], "sport": r["sport"], "dst": r["dst"], "dport": r["dport"]})
+    for kind in found:      # closest ports first
+        found[kind].sort(key=lambda n: _port_distance(f["dport"], n["dport"]))
     return [n for kind in found for n in found[kind][:NEAREST_LIMIT]]
+
+
+def _port_distance(port, spec):
+    if port is None or spec is None:
+        return 0
+    return min(0 if lo <= port <= hi else min(abs(port - lo), abs(port - hi)) for lo, hi in parse_ports(spec))
 
 
 def rule_info(policy, ids, catalog=None):
@@ -345,8 +394,8 @@ def rule_info(policy, ids, catalog=None):
         if r is None:
             info[i] = {"id": i, "note": "not a rule of the policy"}
             continue
-        info[i] = {k: r[k] for k in ("id", "table", "figure", "row", "server_role", "firewall",
-                                      "direction", "protocol", "service", "site")}
+        info[i] = {k: r.get(k) for k in ("id", "table", "figure", "row", "server_role", "firewall",
+                                          "direction", "protocol", "service", "site", "extra", "note", "reason")}
         row = rows.get((r["table"], r["row"]))
         if row:
             info[i]["page"] = {k[5:]: v for k, v in row.items() if k.startswith("page_")}
@@ -392,6 +441,10 @@ def format_answer(answer):
 def _rule_line(info):
     if "table" not in info:
         return "%s: %s" % (info["id"], info.get("note", ""))
+    if info["figure"] is None:      # opt-in rules (extras.py): no seed row, a reason instead
+        return "%s: %s, %s %s %s; %s" % (
+            info["id"], "note of table %s, opt-in" % info["table"] if info.get("note") else "extra rule, not on the page",
+            info["firewall"], info["direction"], info["service"], info.get("reason") or "")
     text = "%s: table %d row %d, figure %d, %s %s %s %s" % (
         info["id"], info["table"], info["row"], info["figure"], info["server_role"], info["firewall"],
         info["direction"], info["service"])

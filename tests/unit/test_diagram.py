@@ -26,8 +26,12 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-@pytest.fixture(scope="module", params=TOPOLOGIES)
+@pytest.fixture(scope="module", params=TOPOLOGIES + ("extras",))
 def policy(request):
+    """Every example inventory, and the fixture with every opt-in (Director pool members,
+    role ports, the 443 note, extra rules)."""
+    if request.param == "extras":
+        return build_policy(load_hostvars(REPO / "tests" / "fixtures" / "extras_inventory"))
     return build_policy(load_hostvars(REPO / "inventories" / request.param))
 
 
@@ -50,7 +54,6 @@ def test_graph_is_the_policy(policy):
     for site, d in edge_diagram(policy).items():
         g = d["graph"]
         nodes = {n["id"]: n for n in g["nodes"]}
-        assert g["notes"] == []
         rules = [r for r in policy["rules"] if r["site"] == site]
         assert {e["rule"] for e in g["edges"]} == {r["id"] for r in rules}
         enforced = _network_pfrules(policy, site)
@@ -58,24 +61,27 @@ def test_graph_is_the_policy(policy):
             mine = [e for e in g["edges"] if e["rule"] == r["id"]]
             per = [nodes[e["src"]] if nodes[e["src"]]["zone"] == "perimeter" else nodes[e["dst"]] for e in mine]
             # the rule's local addresses, each on exactly one of its edges' servers/arrays
-            for a in r["local_addresses"]:
+            for a in r["local_addresses"] or []:
                 assert sum(a in n["addresses"] for n in per) == 1, (r["id"], a)
             assert set(r["servers"]) <= {s for n in per for s in n["servers"]}, r["id"]
             for e in mine:
                 remote = nodes[e["dst"] if nodes[e["src"]]["zone"] == "perimeter" else e["src"]]
                 if r["firewall"] == "external":
                     assert remote["kind"] == "internet"
-                elif r["remote_addresses"] and set(r["remote_addresses"]) <= set(remote["addresses"]):
-                    assert remote["kind"] in ("director", "next_hop")
+                elif r["remote_addresses"] is None:
+                    assert remote["kind"] == "any" and remote["addresses"] == [], r["id"]
                 else:
-                    assert remote["kind"] == "any" and r["remote_addresses"] is None, r["id"]
+                    assert set(r["remote_addresses"]) <= set(remote["addresses"]), r["id"]
+                    if set(r["remote_addresses"]) & {dep["director"], dep["next_hop"]}:
+                        assert remote["kind"] in ("director", "next_hop")
                 for fwname, p in enforced.get(r["id"], []):
                     # direction and ports as the firewall enforces them
                     src_zone = nodes[e["src"]]["zone"]
                     assert src_zone == p["src_zone"], (r["id"], src_zone, p["src_zone"])
                     assert (e["sport"], e["dport"], e["protocol"]) == (p["sport"], p["dport"], p["protocol"])
                     assert "fw_" + fwname.replace("-", "_") in e["via"]
-                assert e["label"].startswith("%d: %s %s" % (r["figure"], r["protocol"].upper(), _ports(e["dport"])))
+                tag = "%d" % r["figure"] if r["figure"] is not None else ("note" if r.get("note") else "extra")
+                assert e["label"].startswith("%s: %s %s" % (tag, r["protocol"].upper(), _ports(e["dport"])))
                 if e["sport"] is not None:
                     assert e["label"].endswith("from " + _ports(e["sport"]))
         _nodes_are_the_deployment(policy, site, g)
