@@ -13,6 +13,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.policy import (
     ALL_VARS,
     KNOWN_VARS,
+    OCS_LIKE,
     UNREAD,
     PolicyError,
     build_policy,
@@ -42,7 +43,7 @@ def _host_view(hv, shared):
     raw = getattr(hv, "_vars", None)  # HostVarsVars: the untemplated variables
     view = {}
     for var in hv:
-        if not var.startswith("ocs_"):
+        if not OCS_LIKE.match(var):
             continue
         value = raw.get(var) if isinstance(raw, Mapping) else None
         if var not in ALL_VARS:

@@ -65,6 +65,8 @@ OTHER_VARS = (
 # Facts the lab and the molecule scenarios set on their own hosts.
 OTHER_VAR_PREFIXES = ("ocs_lab_", "ocs_verify_")
 KNOWN_VARS = frozenset(ALL_VARS + OTHER_VARS)
+# Names that look like the collection's (ocs_x, ocs-x, OCS_x): checked against KNOWN_VARS.
+OCS_LIKE = re.compile(r"ocs[_-]", re.I)
 # What the filter hands on for an unknown ocs_* variable: its name matters, its value is not read.
 UNREAD = "<unknown variable, value not read>"
 
@@ -524,7 +526,7 @@ def _unknown_vars(hostvars, chk):
     reported = set()
     for host, hv in sorted(hostvars.items()):
         for var in hv:
-            if not isinstance(var, str) or not var.startswith("ocs_") or var in KNOWN_VARS \
+            if not isinstance(var, str) or not OCS_LIKE.match(var) or var in KNOWN_VARS \
                     or var.startswith(OTHER_VAR_PREFIXES) or (host, var) in reported:
                 continue
             reported.add((host, var))

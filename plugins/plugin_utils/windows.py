@@ -38,8 +38,9 @@ COMPARED = ("description", "direction", "action", "enabled", "protocol", "locali
 # before the protocol); the rule is removed and created again.
 RECREATE_ON = ("protocol",)
 
-_PORT = re.compile(r"^[0-9]{1,5}(-[0-9]{1,5})?$")
-_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._()/-]*$")
+# Always fullmatch: "$" also matches before a final newline.
+_PORT = re.compile(r"[0-9]{1,5}(-[0-9]{1,5})?")
+_NAME_OK = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._()/-]*")
 
 
 class WindowsFirewallError(ValueError):
@@ -78,8 +79,8 @@ def _ports_param(ports, where, what):
         raise WindowsFirewallError("%s: %s: must be null (any) or a non-empty list of ports, got %r" % (where, what, ports))
     out = []
     for p in ports:
-        p = str(p).strip()
-        if not _PORT.match(p) or any(not 0 < int(x) < 65536 for x in p.split("-")):
+        p = str(p).strip() if isinstance(p, (str, int)) and not isinstance(p, bool) else repr(p)
+        if not _PORT.fullmatch(p) or any(not 0 < int(x) < 65536 for x in p.split("-")):
             raise WindowsFirewallError("%s: %s: %r is not a port or a port range N-M" % (where, what, p))
         out.append(p)
     return ",".join(out)
@@ -98,9 +99,10 @@ def _addresses_param(addresses, where, what, required):
             "Director / next hop for remote addresses)" % (where, what))
     out = []
     for a in addresses:
-        try:
-            out.append(str(ipaddress.ip_network(str(a).strip(), strict=False)) if "/" in str(a)
-                       else str(ipaddress.ip_address(str(a).strip())))
+        try:  # strict: 10.10.1.10/24 is refused, not widened to 10.10.1.0/24
+            if not isinstance(a, str) or a != a.strip():
+                raise ValueError(a)
+            out.append(str(ipaddress.ip_network(a, strict=True)) if "/" in a else str(ipaddress.ip_address(a)))
         except ValueError:
             raise WindowsFirewallError("%s: %s: %r is not an IP address or network" % (where, what, a)) from None
     return ",".join(out)
@@ -126,7 +128,7 @@ def firewall_rules(firewall, name="host", group=DEFAULT_GROUP, profiles=PROFILES
                                    % (where, firewall.get("platform"), firewall.get("mode")))
     if not group or not isinstance(group, str):
         raise WindowsFirewallError("%s: ocs_windows_firewall_group: must be a non-empty string" % where)
-    if prefix and not _NAME_OK.match(prefix):
+    if prefix and not _NAME_OK.fullmatch(prefix):
         raise WindowsFirewallError("%s: ocs_windows_firewall_rule_prefix: %r has characters a rule name "
                                    "should not have" % (where, prefix))
     profile_list = _profiles_param(profiles, where)
@@ -137,7 +139,7 @@ def firewall_rules(firewall, name="host", group=DEFAULT_GROUP, profiles=PROFILES
     for rule in rules:
         rid = str(rule.get("id") or "")
         rwhere = "%s: rule %s" % (where, rid or "(no id)")
-        if not rid or not _NAME_OK.match(rid):
+        if not rid or not _NAME_OK.fullmatch(rid):
             raise WindowsFirewallError("%s: id: must be a non-empty rule id like central-t20-f14-out" % rwhere)
         chain = rule.get("chain")
         if chain == "input":
@@ -277,7 +279,7 @@ def norm_ports(value):
         return None
     out = set()
     for t in _tokens(value):
-        if _PORT.match(t):
+        if _PORT.fullmatch(t):
             parts = [str(int(x)) for x in t.split("-")]
             out.add(parts[0] if len(parts) == 2 and parts[0] == parts[1] else "-".join(parts))
         else:
