@@ -557,6 +557,17 @@ def _array_sites(arrays, site_kinds, chk):
                      % (arr["site"], ", ".join(sorted(site_kinds))))
 
 
+
+def _platform_inputs(hostvars, firewalls, servers, chk):
+    """The platform checks of every firewall's and host firewall's inputs, before any rule exists."""
+    for name, fw in sorted(firewalls.items()):
+        _platform_checks(name, fw, fw["platform"], _platform_limits(fw["platform"]), chk)
+    for name, srv in sorted(servers.items()):
+        if srv["host_firewall"]:  # its management errors themselves are reported with its FIREWALL
+            mgmt = _management(hostvars[name], srv["host_firewall"], "host %s" % name, _Checker())
+            _platform_checks(name, {"management": mgmt}, srv["host_firewall"],
+                             _platform_limits(srv["host_firewall"]), chk)
+
 def _platform_limits(platform):
     """What `platform` refuses (PLATFORM_LIMITS; the one place to read the platform table)."""
     return PLATFORM_LIMITS[platform]
@@ -660,53 +671,13 @@ def build_policy(hostvars):
         raise PolicyError(chk.errors)
     site_kinds = _site_kinds(topology, dep["ocs_sites"], servers, firewalls, chk)
     _array_sites(arrays, site_kinds, chk)
-    for name, fw in sorted(firewalls.items()):
-        _platform_checks(name, fw, fw["platform"], _platform_limits(fw["platform"]), chk)
-    for name, srv in sorted(servers.items()):
-        if srv["host_firewall"]:  # its management errors themselves are reported with its FIREWALL below
-            mgmt = _management(hostvars[name], srv["host_firewall"], "host %s" % name, _Checker())
-            _platform_checks(name, {"management": mgmt}, srv["host_firewall"], _platform_limits(srv["host_firewall"]), chk)
+    _platform_inputs(hostvars, firewalls, servers, chk)
     if chk.errors:  # cross-checks below need well-formed hosts; report these first
         raise PolicyError(chk.errors)
     _claims(servers, arrays, director, next_hop, chk)
 
-    # Roles the site may carry, and the multi_site remote-site single A/V Edge.
-    for srv in servers.values():
-        kind = site_kinds.get(srv["site"])
-        tables = catalog["topologies"][topology]["sites"].get(kind, [])
-        allowed = {catalog["tables"][t]["role"] for t in tables}
-        for role in srv["roles"]:
-            if role not in allowed:
-                chk.fail("host %s" % srv["name"], "ocs_edge_roles", "role %s is not allowed at %s site %r of "
-                         "topology %s (tables %s have no %s rows%s)" % (
-                             role, kind, srv["site"], topology, ", ".join(map(str, tables)), role,
-                             "; remote users use the central site's Access Edge" if role == "access_edge" else ""))
-    if topology == "multi_site":
-        avs_by_site = {}
-        for srv in servers.values():
-            if "av_edge" in srv["roles"]:
-                avs_by_site.setdefault(srv["site"], []).append(srv["name"])
-        for site, kind in site_kinds.items():
-            avs = sorted(avs_by_site.get(site, []))
-            if kind == "remote" and len(avs) > 1:
-                chk.fail("host %s" % avs[1], "ocs_edge_roles", "topology multi_site allows a single A/V Edge Server "
-                         "at remote site %r (also on %s); use scaled_remote_site for an A/V array" % (site, avs[0]))
-
-    # The A/V Edge's external address (and VIP) must be publicly routable (page, tables 12-26).
-    for srv in servers.values():
-        if "av_edge" not in srv["roles"] or "av_edge" not in srv["external"]:
-            continue
-        checks = [(srv["external"]["av_edge"], "host %s" % srv["name"], "ocs_external_ip")]
-        if srv["array"] in arrays and arrays[srv["array"]]["external_vip"]:
-            checks.append((arrays[srv["array"]]["external_vip"], "group_vars", "ocs_arrays.%s.external_vip" % srv["array"]))
-        for addr, where, var in checks:
-            if not netaddr.IPAddress(addr).is_global():
-                msg = ("%s: %s: %s is not a publicly routable address; the page requires the A/V Edge external "
-                       "address to be publicly routable and not NATed" % (where, var, addr))
-                if allow_nonpublic:
-                    warnings.append(msg + " (allowed by ocs_allow_nonpublic_av_addresses)")
-                else:
-                    chk.errors.append(msg + " (set ocs_allow_nonpublic_av_addresses: true only for labs)")
+    _site_roles(topology, site_kinds, servers, chk)
+    _av_public(servers, arrays, allow_nonpublic, chk, warnings)
 
     if chk.errors:
         raise PolicyError(chk.errors)
@@ -771,6 +742,49 @@ def build_policy(hostvars):
         "firewalls": fw_out,
         "warnings": warnings,
     }
+
+
+def _site_roles(topology, site_kinds, servers, chk):
+    """Roles the site may carry, and the multi_site remote-site single A/V Edge."""
+    catalog = load_catalog()
+    for srv in servers.values():
+        kind = site_kinds.get(srv["site"])
+        tables = catalog["topologies"][topology]["sites"].get(kind, [])
+        allowed = {catalog["tables"][t]["role"] for t in tables}
+        for role in srv["roles"]:
+            if role not in allowed:
+                chk.fail("host %s" % srv["name"], "ocs_edge_roles", "role %s is not allowed at %s site %r of "
+                         "topology %s (tables %s have no %s rows%s)" % (
+                             role, kind, srv["site"], topology, ", ".join(map(str, tables)), role,
+                             "; remote users use the central site's Access Edge" if role == "access_edge" else ""))
+    if topology == "multi_site":
+        avs_by_site = {}
+        for srv in servers.values():
+            if "av_edge" in srv["roles"]:
+                avs_by_site.setdefault(srv["site"], []).append(srv["name"])
+        for site, kind in site_kinds.items():
+            avs = sorted(avs_by_site.get(site, []))
+            if kind == "remote" and len(avs) > 1:
+                chk.fail("host %s" % avs[1], "ocs_edge_roles", "topology multi_site allows a single A/V Edge Server "
+                         "at remote site %r (also on %s); use scaled_remote_site for an A/V array" % (site, avs[0]))
+
+
+def _av_public(servers, arrays, allow_nonpublic, chk, warnings):
+    """The A/V Edge's external address (and VIP) must be publicly routable (page, tables 12-26)."""
+    for srv in servers.values():
+        if "av_edge" not in srv["roles"] or "av_edge" not in srv["external"]:
+            continue
+        checks = [(srv["external"]["av_edge"], "host %s" % srv["name"], "ocs_external_ip")]
+        if srv["array"] in arrays and arrays[srv["array"]]["external_vip"]:
+            checks.append((arrays[srv["array"]]["external_vip"], "group_vars", "ocs_arrays.%s.external_vip" % srv["array"]))
+        for addr, where, var in checks:
+            if not netaddr.IPAddress(addr).is_global():
+                msg = ("%s: %s: %s is not a publicly routable address; the page requires the A/V Edge external "
+                       "address to be publicly routable and not NATed" % (where, var, addr))
+                if allow_nonpublic:
+                    warnings.append(msg + " (allowed by ocs_allow_nonpublic_av_addresses)")
+                else:
+                    chk.errors.append(msg + " (set ocs_allow_nonpublic_av_addresses: true only for labs)")
 
 
 def _expand(topology, site_kinds, servers, arrays, director, next_hop, chk, warnings):
