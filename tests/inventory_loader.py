@@ -13,13 +13,20 @@ TOPOLOGIES = ("consolidated", "single_site", "scaled_single_site", "multi_site",
 
 
 def load_hostvars(path):
+    """{host: {var: plain value}}; a group variable is one shared copy, as the filter hands it on."""
     loader = DataLoader()
     inventory = InventoryManager(loader=loader, sources=[str(path)])
     variables = VariableManager(loader=loader, inventory=inventory)
-    out = {}
+    out, shared = {}, {}
     for host in inventory.get_hosts():
         hv = variables.get_vars(host=host)
-        out[host.name] = {k: plain(hv[k]) for k in ALL_VARS if k in hv}
+        out[host.name] = {}
+        for k in ALL_VARS:
+            if k in hv:
+                raw = hv[k]
+                if id(raw) not in shared:
+                    shared[id(raw)] = (raw, plain(raw))
+                out[host.name][k] = shared[id(raw)][1]
     return out
 
 

@@ -43,7 +43,7 @@ PLATFORMS = {
         multiport_max=15, management_required=True, become=True),
     "pfsense": Platform(
         title="pfSense", role="pfsense", modes=("network",), interfaces_required=True,
-        ifname_re=re.compile(r"wan|lan|opt[0-9]+|[a-z][a-z0-9_]{0,30}"),
+        ifname_re=re.compile(r"wan|lan|opt[1-9][0-9]{0,2}"),                # config.xml <interfaces> ids
         families=(4,), comment_max=None, multiport_max=None, management_required=False, become=False),
     "windows": Platform(
         title="Windows Firewall", role="windows", modes=("host",), interfaces_required=False,

@@ -9,6 +9,7 @@ firewall is touched.
 """
 from __future__ import annotations
 
+import difflib
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -46,11 +47,62 @@ HOST_VARS = (
     "ocs_firewall_interfaces", "ocs_management_networks", "ocs_management_ports",
 ) + extras.HOST_VARS
 ALL_VARS = DEPLOYMENT_VARS + HOST_VARS
+# Every other ocs_* variable of the collection (roles, playbooks): known, not read by the engine.
+# Any other ocs_* name is reported with the nearest known one (a typo such as ocs_edge_role
+# would otherwise drop a server without a word). Extend here when a role gains a variable.
+OTHER_VARS = (
+    "ocs_policy", "ocs_policy_export_dir", "ocs_deploy_limit", "ocs_linux_become",
+    "ocs_firewall", "ocs_firewall_name",
+    "ocs_nftables_table", "ocs_nftables_state", "ocs_nftables_input_policy", "ocs_nftables_output_policy",
+    "ocs_nftables_allow_icmp", "ocs_nftables_persist_path", "ocs_nftables_persist_conf",
+    "ocs_nftables_manage_package", "ocs_nftables_result",
+    "ocs_iptables_chain_prefix", "ocs_iptables_state", "ocs_iptables_input_policy", "ocs_iptables_output_policy",
+    "ocs_iptables_allow_icmp", "ocs_iptables_persist_path", "ocs_iptables_manage_package", "ocs_iptables_result",
+    "ocs_pfsense_state", "ocs_pfsense_config_path", "ocs_pfsense_backup_dir", "ocs_pfsense_cache_file",
+    "ocs_pfsense_lock_file", "ocs_pfsense_reload_command", "ocs_pfsense_username", "ocs_pfsense_result",
+    "ocs_pfsense_standin",
+    "ocs_windows_firewall_group", "ocs_windows_firewall_rule_prefix", "ocs_windows_firewall_profiles",
+    "ocs_windows_firewall_state", "ocs_windows_firewall_plan_only", "ocs_windows_firewall_current_rules",
+    "ocs_windows_firewall_desired", "ocs_windows_firewall_plan", "ocs_windows_firewall_read",
+)
+# Facts the lab and the molecule scenarios set on their own hosts.
+OTHER_VAR_PREFIXES = ("ocs_lab_", "ocs_verify_")
+KNOWN_VARS = frozenset(ALL_VARS + OTHER_VARS)
+# Names that look like the collection's (ocs_x, ocs-x, OCS_x): checked against KNOWN_VARS.
+OCS_LIKE = re.compile(r"ocs[_-]", re.I)
+# What the filter hands on for an unknown ocs_* variable: its name matters, its value is not read.
+UNREAD = "<unknown variable, value not read>"
 
-# Names end up in rule ids, comments, nft/iptables/pfSense text: keep them plain.
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,23}$")
-_HOSTNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,31}$")
+# Ansible's own boolean words (ansible.module_utils.parsing.convert_bool), nothing else.
+BOOLEANS = {True: ("true", "yes", "on", "y", "t", "1"), False: ("false", "no", "off", "n", "f", "0")}
+
+# Names end up in rule ids, comments, nft/iptables/pfSense text: keep them plain. Always
+# fullmatch: "$" would also match before a final newline.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,23}")
+_HOSTNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_IFNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,31}")
+_NAME_MAX = {_NAME: 24, _HOSTNAME: 63, _IFNAME: 32}
+
+# Addresses no server, VIP, Director or next hop can have (first match wins), with the reason.
+NOT_A_HOST = (
+    ("0.0.0.0/8", "is in 0.0.0.0/8 ('this network', 0.0.0.0 is the unspecified address)"),
+    ("127.0.0.0/8", "is a loopback address"),
+    ("169.254.0.0/16", "is a link-local address (not routed)"),
+    ("224.0.0.0/4", "is a multicast address"),
+    ("255.255.255.255/32", "is the limited broadcast address"),
+    ("240.0.0.0/4", "is in the reserved range 240.0.0.0/4"),
+)
+
+# What a platform refuses beyond the platform table (module_utils/platforms.py), checked here so
+# that no firewall is changed when another would fail: whether 0.0.0.0/0 as a management source
+# reads back as it was written (iptables-save drops the match, so it never converges).
+ANY_MANAGEMENT_NETWORK = {"nftables": True, "iptables": False, "pfsense": True, "windows": True}
+# How an interface name the platform table refuses is explained to the user.
+IFNAME_WORDS = {
+    "nftables": "a Linux interface name (at most 15 characters: letters, digits, _ . : @ + -)",
+    "iptables": "a Linux interface name (at most 15 characters: letters, digits, _ . : @ -)",
+    "pfsense": "a pfSense interface id (wan, lan, optN: lower case, as in config.xml)",
+}
 
 
 class PolicyError(ValueError):
@@ -78,6 +130,60 @@ def _rows_by_table():
     return rows
 
 
+_BAD_CHARS = re.compile(r"[\s;'\"`$\\{}]")
+
+
+def _type_name(value):
+    return "null" if value is None else {dict: "a dict", list: "a list", bool: "a boolean", int: "a number",
+                                         float: "a number", str: "a string"}.get(type(value), type(value).__name__)
+
+
+@lru_cache(maxsize=65536)
+def _parse_address(value):
+    """A string -> (canonical IPv4 address, None) or (None, why not). Cached: the same
+    addresses come back on every host (management networks, VIPs)."""
+    if not value or _BAD_CHARS.search(value):
+        return None, "%r contains characters that cannot be in an address" % value
+    if "/" in value:
+        return None, ("%r is a network (CIDR); an address is expected here, write it without /prefix "
+                      "(it is not widened to a network)" % value)
+    try:
+        addr = netaddr.IPAddress(value)
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        return None, "%r is not an IPv4 address" % value
+    if addr.version != 4:
+        return None, "%r is IPv6; the edge policy is IPv4 only" % value
+    if str(addr) != value:
+        return None, "%r is not written in canonical dotted-quad form (%s)" % (value, addr)
+    for block, why in NOT_A_HOST:
+        if addr in netaddr.IPNetwork(block):
+            return None, "%s %s; no server can have it" % (value, why)
+    return value, None
+
+
+@lru_cache(maxsize=65536)
+def _parse_network(value):
+    """A string -> (canonical address or CIDR, None) or (None, why not)."""
+    if not value or _BAD_CHARS.search(value):
+        return None, "%r is not an IPv4 address or CIDR" % value
+    try:
+        net = netaddr.IPNetwork(value)
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        return None, "%r is not an IPv4 address or CIDR" % value
+    if net.version != 4:
+        return None, "%r is IPv6; the edge policy is IPv4 only" % value
+    if not re.fullmatch(r"[0-9.]+(/[0-9]{1,2})?", value):
+        return None, "%r is not written as a dotted-quad address or CIDR" % value
+    if "/" in value and str(net.cidr) != value:
+        return None, "%r has host bits set (did you mean %s?)" % (value, net.cidr)
+    if "/" not in value and str(net.ip) != value:
+        return None, "%r is not written in canonical dotted-quad form (%s)" % (value, net.ip)
+    for block, why in NOT_A_HOST:
+        if net.prefixlen > 0 and net in netaddr.IPNetwork(block):
+            return None, "%s %s; no management host can have it" % (value, why)
+    return (str(net.cidr) if "/" in value else str(net.ip)), None
+
+
 class _Checker:
     """Collects errors; each message says which host and which variable."""
 
@@ -88,48 +194,55 @@ class _Checker:
         self.errors.append("%s: %s: %s" % (where, var, message))
 
     def ip(self, value, where, var):
-        """A canonical IPv4 address string, or None after recording an error."""
+        """A canonical IPv4 address a server can have, or None after recording an error."""
         if not isinstance(value, str):
-            self.fail(where, var, "must be an IPv4 address string, got %r" % (value,))
+            self.fail(where, var, "must be an IPv4 address string, got %s %r" % (_type_name(value), value))
             return None
-        if not value or re.search(r"[\s;'\"`$\\{}]", value):
-            self.fail(where, var, "%r contains characters that cannot be in an address" % value)
-            return None
-        try:
-            addr = netaddr.IPAddress(value)
-        except (netaddr.AddrFormatError, ValueError, TypeError):
-            self.fail(where, var, "%r is not an IPv4 address" % value)
-            return None
-        if addr.version != 4:
-            self.fail(where, var, "%r is IPv6; the edge policy is IPv4 only" % value)
-            return None
-        if str(addr) != value:
-            self.fail(where, var, "%r is not written in canonical dotted-quad form (%s)" % (value, addr))
-            return None
-        return value
+        addr, why = _parse_address(value)
+        if why:
+            self.fail(where, var, why)
+        return addr
 
     def network(self, value, where, var):
-        if not isinstance(value, str) or re.search(r"[\s;'\"`$\\{}]", value or " "):
-            self.fail(where, var, "%r is not an IPv4 address or CIDR" % (value,))
+        if not isinstance(value, str):
+            self.fail(where, var, "must be an IPv4 address or CIDR string, got %s %r" % (_type_name(value), value))
             return None
-        try:
-            net = netaddr.IPNetwork(value)
-        except (netaddr.AddrFormatError, ValueError, TypeError):
-            self.fail(where, var, "%r is not an IPv4 address or CIDR" % value)
-            return None
-        if net.version != 4:
-            self.fail(where, var, "%r is IPv6; the edge policy is IPv4 only" % value)
-            return None
-        if "/" in value and str(net.cidr) != value:
-            self.fail(where, var, "%r has host bits set (did you mean %s?)" % (value, net.cidr))
-            return None
-        return str(net.cidr) if "/" in value else str(net.ip)
+        net, why = _parse_network(value)
+        if why:
+            self.fail(where, var, why)
+        return net
 
     def name(self, value, where, var, pattern=_NAME):
-        if not isinstance(value, str) or not pattern.match(value):
-            self.fail(where, var, "%r must be a plain name (letters, digits, '_', '.', '-')" % (value,))
+        if not isinstance(value, str):
+            self.fail(where, var, "must be a name (a string), got %s %r" % (_type_name(value), value))
+            return None
+        if not pattern.fullmatch(value):
+            self.fail(where, var, "%r must be a plain name (letters, digits, '_', '.', '-', starting with a "
+                      "letter or digit, at most %d characters)" % (value, _NAME_MAX[pattern]))
             return None
         return value
+
+    def boolean(self, value, where, var, default=False):
+        """Strict: a boolean or one of Ansible's boolean words; anything else is an error."""
+        if value is None:
+            return default
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str):
+            for result, words in BOOLEANS.items():
+                if value.strip().lower() in words:
+                    return result
+        self.fail(where, var, "must be a boolean (true/false), got %s %r" % (_type_name(value), value))
+        return default
+
+    def choice(self, value, choices, where, var, hint=""):
+        """value one of choices (strings), or None after an error that names the type."""
+        if isinstance(value, str) and value in choices:
+            return value
+        self.fail(where, var, "%r is not one of %s%s" % (value, ", ".join(choices), hint))
+        return None
 
 
 def _host_value(hv, key, default=None):
@@ -138,18 +251,25 @@ def _host_value(hv, key, default=None):
 
 
 def _deployment(hostvars, participants, chk):
-    """Deployment-wide variables must be the same on every participating host."""
+    """Deployment-wide variables must be the same on every participating host.
+
+    Group variables reach every host as the same object (the filter shares them): compare by
+    identity first, so a large ocs_arrays is compared once, not once per host.
+    """
     seen = {}
     for var in DEPLOYMENT_VARS:
-        values = {}
+        first = None
         for host in participants:
-            if var in hostvars[host] and hostvars[host][var] is not None:
-                values.setdefault(repr(hostvars[host][var]), (host, hostvars[host][var]))
-        if len(values) > 1:
-            (h1, v1), (h2, v2) = list(values.values())[:2]
-            chk.fail("host %s" % h2, var, "is %r here but %r on host %s; deployment-wide "
-                     "variables belong in group_vars/all" % (v2, v1, h1))
-        seen[var] = next(iter(values.values()))[1] if values else None
+            value = hostvars[host].get(var)
+            if value is None:
+                continue
+            if first is None:
+                first = (host, value)
+            elif value is not first[1] and value != first[1]:
+                chk.fail("host %s" % host, var, "is %r here but %r on host %s; deployment-wide "
+                         "variables belong in group_vars/all" % (value, first[1], first[0]))
+                break
+        seen[var] = first[1] if first else None
     return seen
 
 
@@ -180,13 +300,13 @@ def _servers(hostvars, chk):
     for host, hv in hostvars.items():
         roles = hv.get("ocs_edge_roles")
         if roles is None:
-            continue
+            continue  # absent; present but null is reported by _nulls
         where = "host %s" % host
         chk.name(host, where, "inventory_hostname", _HOSTNAME)
         if not isinstance(roles, (list, tuple)) or not roles:
             chk.fail(where, "ocs_edge_roles", "must be a non-empty list of %s" % ", ".join(ROLES))
             continue
-        bad = [r for r in roles if r not in ROLES]
+        bad = [r for r in roles if not isinstance(r, str) or r not in ROLES]
         if bad:
             chk.fail(where, "ocs_edge_roles", "unknown role(s) %s; known: %s" % (bad, ", ".join(ROLES)))
             continue
@@ -198,9 +318,8 @@ def _servers(hostvars, chk):
         if array is not None:
             array = chk.name(array, where, "ocs_array")
         host_fw = hv.get("ocs_host_firewall")
-        if host_fw is not None and host_fw not in HOST_PLATFORMS:
-            chk.fail(where, "ocs_host_firewall", "%r is not one of %s" % (host_fw, ", ".join(HOST_PLATFORMS)))
-            host_fw = None
+        if host_fw is not None:
+            host_fw = chk.choice(host_fw, HOST_PLATFORMS, where, "ocs_host_firewall")
         servers[host] = {
             "name": host,
             "roles": roles,
@@ -227,14 +346,17 @@ def _arrays(value, servers, chk):
         if not isinstance(spec, dict):
             chk.fail("group_vars", var, "must be a dict with role, internal_vip, external_vip")
             continue
-        unknown = set(spec) - {"role", "site", "internal_vip", "external_vip"}
+        unknown = [k for k in spec if k not in ("role", "site", "internal_vip", "external_vip")]
         if unknown:
-            chk.fail("group_vars", var, "unknown key(s) %s" % sorted(unknown))
-        if spec.get("role") not in ROLES:
-            chk.fail("group_vars", var + ".role", "%r is not one of %s" % (spec.get("role"), ", ".join(ROLES)))
+            chk.fail("group_vars", var, "unknown key(s) %s; known: role, site, internal_vip, external_vip"
+                     % ", ".join(sorted(map(repr, unknown))))
+        role = chk.choice(spec.get("role"), ROLES, "group_vars", var + ".role")
+        site = spec.get("site")
+        if site is not None:
+            site = chk.name(site, "group_vars", var + ".site")
         arrays[name] = {
-            "role": spec.get("role"),
-            "site": spec.get("site"),
+            "role": role,
+            "site": site,
             "internal_vip": chk.ip(spec["internal_vip"], "group_vars", var + ".internal_vip")
             if spec.get("internal_vip") is not None else None,
             "external_vip": chk.ip(spec["external_vip"], "group_vars", var + ".external_vip")
@@ -293,14 +415,12 @@ def _firewalls(hostvars, chk):
         if "ocs_edge_roles" in hv and hv["ocs_edge_roles"] is not None:
             chk.fail(where, "ocs_firewall_side", "a host is either a firewall or a perimeter server, "
                      "not both (use ocs_host_firewall for a server's own firewall)")
-        if side not in SIDES:
-            chk.fail(where, "ocs_firewall_side", "%r is not one of %s" % (side, ", ".join(SIDES)))
+        if not chk.choice(side, SIDES, where, "ocs_firewall_side"):
             continue
         platform = _host_value(hv, "ocs_firewall_platform", "nftables")
-        if platform not in NETWORK_PLATFORMS:
-            hint = " (%s is a host firewall: set ocs_host_firewall on the server)" % PLATFORMS[platform].title \
-                if platform in HOST_PLATFORMS else ""
-            chk.fail(where, "ocs_firewall_platform", "%r is not one of %s%s" % (platform, ", ".join(NETWORK_PLATFORMS), hint))
+        hint = " (%s is a host firewall: set ocs_host_firewall on the server)" % PLATFORMS[platform].title \
+            if isinstance(platform, str) and platform in HOST_PLATFORMS else ""
+        if not chk.choice(platform, NETWORK_PLATFORMS, where, "ocs_firewall_platform", hint):
             continue
         interfaces = _interfaces(hv.get("ocs_firewall_interfaces"), side, platform, where, chk)
         firewalls[host] = {
@@ -324,7 +444,7 @@ def _interfaces(value, side, platform, where, chk):
                                                                   ", ".join("%s: <if>" % z for z in zones)))
         return {}
     if not isinstance(value, dict):
-        chk.fail(where, "ocs_firewall_interfaces", "must be a dict zone -> interface name")
+        chk.fail(where, "ocs_firewall_interfaces", "must be a dict zone -> interface name, got %s" % _type_name(value))
         return {}
     out = {}
     for zone, ifname in value.items():
@@ -336,14 +456,15 @@ def _interfaces(value, side, platform, where, chk):
             # the platform's own names (pfSense: lower-case ids wan, lan, optN, as filter.inc
             # looks them up; Linux: IFNAMSIZ)
             if not PLATFORMS[platform].ifname_re.fullmatch(ifname):
-                chk.fail(where, "ocs_firewall_interfaces.%s" % zone, "%r is not a valid %s interface name"
-                         % (ifname, PLATFORMS[platform].title))
+                words = IFNAME_WORDS.get(platform, "a valid %s interface name" % PLATFORMS[platform].title)
+                chk.fail(where, "ocs_firewall_interfaces.%s" % zone, "%r is not %s" % (ifname, words))
+                out[zone] = None  # reported; not "missing" too
                 continue
             out[zone] = ifname
     missing = [z for z in zones if z not in out]
     if missing and (PLATFORMS[platform].interfaces_required or out):
         chk.fail(where, "ocs_firewall_interfaces", "names no interface for zone(s) %s" % ", ".join(missing))
-    return out
+    return {z: i for z, i in out.items() if i is not None}
 
 
 def _management(hv, platform, where, chk):
@@ -355,7 +476,8 @@ def _management(hv, platform, where, chk):
             chk.fail(where, "ocs_management_networks", "is required and must not be empty: the rule set "
                      "must keep the management connection (Ansible/SSH) open")
     elif not isinstance(nets, (list, tuple)):
-        chk.fail(where, "ocs_management_networks", "must be a list of IPv4 addresses/CIDRs")
+        chk.fail(where, "ocs_management_networks", "must be a list of IPv4 addresses/CIDRs, got %s %r"
+                 % (_type_name(nets), nets))
     else:
         for i, net in enumerate(nets):
             norm = chk.network(net, where, "ocs_management_networks[%d]" % i)
@@ -364,6 +486,9 @@ def _management(hv, platform, where, chk):
     out_ports = []
     if not isinstance(ports, (list, tuple)):
         ports = [ports]
+    if not ports:
+        chk.fail(where, "ocs_management_ports", "is empty; the firewall modules always open the management "
+                 "port, so give it (default [22]) or remove the variable")
     for i, port in enumerate(ports):
         if isinstance(port, bool) or not re.fullmatch(r"\d{1,5}", str(port)) or not 0 < int(port) < 65536:
             chk.fail(where, "ocs_management_ports[%d]" % i, "%r is not a TCP port number" % (port,))
@@ -378,7 +503,7 @@ def _claims(servers, arrays, director, next_hop, chk):
 
     def claim(addr, owner, label):
         if addr:
-            owners.setdefault(addr, {}).setdefault(owner, label)
+            owners.setdefault(addr, {}).setdefault(owner, set()).add(label)
 
     for srv in servers.values():
         for side in ("internal", "external"):
@@ -390,10 +515,80 @@ def _claims(servers, arrays, director, next_hop, chk):
     claim(director, "the Director", "ocs_director")
     claim(next_hop, "the next hop", "ocs_next_hop")
     for addr, who in sorted(owners.items()):
-        if len(who) > 1:
-            items = sorted(who.items())
-            chk.fail(items[1][0], items[1][1], "address %s is also claimed by %s (%s)"
-                     % (addr, items[0][0], items[0][1]))
+        items = sorted((owner, sorted(labels)) for owner, labels in who.items())
+        if len(items) > 1:
+            chk.fail(items[1][0], items[1][1][0], "address %s is also claimed by %s (%s)"
+                     % (addr, items[0][0], items[0][1][0]))
+        elif len(items[0][1]) > 1:
+            chk.fail(items[0][0], items[0][1][1], "address %s is also this server's %s; a perimeter server's "
+                     "internal and external addresses are on different networks" % (addr, items[0][1][0]))
+
+
+def _unknown_vars(hostvars, chk):
+    """An ocs_* variable the collection does not know is a typo until proven otherwise."""
+    reported = set()
+    for host, hv in sorted(hostvars.items()):
+        for var in hv:
+            if not isinstance(var, str) or not OCS_LIKE.match(var) or var in KNOWN_VARS \
+                    or var.startswith(OTHER_VAR_PREFIXES) or (host, var) in reported:
+                continue
+            reported.add((host, var))
+            near = difflib.get_close_matches(var, sorted(KNOWN_VARS), n=1, cutoff=0.6)
+            chk.fail("host %s" % host, var, "is not a variable of ocs.edge_firewall%s" % (
+                "; did you mean %s?" % near[0] if near else " (known: %s)" % ", ".join(ALL_VARS)))
+
+
+# Variables whose null means "not set"; any other engine variable set to null is an error
+# (ocs_edge_roles: null would drop a server, ocs_site: null move it to the central site).
+NULL_MEANS_UNSET = ("ocs_director", "ocs_next_hop", "ocs_arrays", "ocs_sites", "ocs_allow_nonpublic_av_addresses",
+                    "ocs_array", "ocs_host_firewall", "ocs_firewall_interfaces", "ocs_internal_ip",
+                    "ocs_external_ip", "ocs_management_networks")
+
+
+def _nulls(hostvars, participants, chk):
+    for host in participants:
+        hv = hostvars[host]
+        for var in ALL_VARS:
+            if var in hv and hv[var] is None and var not in NULL_MEANS_UNSET:
+                chk.fail("host %s" % host, var, "is null; give it a value or remove it")
+
+
+def _array_sites(arrays, site_kinds, chk):
+    for name, arr in sorted(arrays.items()):
+        if arr["site"] is not None and arr["site"] not in site_kinds:
+            chk.fail("group_vars", "ocs_arrays.%s.site" % name, "%r is not a site of this deployment (%s)"
+                     % (arr["site"], ", ".join(sorted(site_kinds))))
+
+
+
+def _platform_inputs(hostvars, firewalls, servers, chk):
+    """The platform checks of every firewall's and host firewall's inputs, before any rule exists."""
+    for name, fw in sorted(firewalls.items()):
+        _platform_checks(name, fw, fw["platform"], _platform_limits(fw["platform"]), chk)
+    for name, srv in sorted(servers.items()):
+        if srv["host_firewall"]:  # its management errors themselves are reported with its FIREWALL
+            mgmt = _management(hostvars[name], srv["host_firewall"], "host %s" % name, _Checker())
+            _platform_checks(name, {"management": mgmt}, srv["host_firewall"],
+                             _platform_limits(srv["host_firewall"]), chk)
+
+def _platform_limits(platform):
+    """What `platform` refuses: the platform table's comment limit, and ANY_MANAGEMENT_NETWORK.
+    Interface names are checked against the table where they are read (_interfaces)."""
+    return {"any_network": ANY_MANAGEMENT_NETWORK[platform],
+            "comment_max": PLATFORMS[platform].comment_max or 255}
+
+
+def _platform_checks(name, fw, platform, limits, chk):
+    """Refuse here what the platform's module would refuse after other firewalls were changed."""
+    where = "host %s" % name
+    for i, source in enumerate((fw.get("management") or {}).get("sources") or []):
+        if source.endswith("/0") and not limits["any_network"]:
+            chk.fail(where, "ocs_management_networks[%d]" % i, "%s (any address) is not supported on %s: it reads "
+                     "back without a source match and never converges; list the management networks" % (source, platform))
+    for rule in fw.get("rules") or []:
+        if len(rule["comment"].encode("utf-8")) > limits["comment_max"]:
+            chk.fail(where, "ocs_site", "rule comment %r is longer than the %d bytes the platform takes"
+                     % (rule["comment"], limits["comment_max"]))
 
 
 def _ports(value):
@@ -459,62 +654,34 @@ def build_policy(hostvars):
         raise PolicyError(["controller: python library netaddr is required (pip install netaddr)"])
     chk = _Checker()
     warnings = []
-    hostvars = {h: (hv or {}) for h, hv in hostvars.items()}
-    participants = [h for h, hv in hostvars.items()
-                    if hv.get("ocs_edge_roles") is not None or hv.get("ocs_firewall_side") is not None]
+    hostvars = {h: (hv if isinstance(hv, dict) else {}) for h, hv in hostvars.items()}
+    participants = [h for h, hv in hostvars.items() if "ocs_edge_roles" in hv or "ocs_firewall_side" in hv]
+    _unknown_vars(hostvars, chk)
     if not participants:
-        raise PolicyError(["inventory: no host has ocs_edge_roles or ocs_firewall_side; nothing to compute"])
+        raise PolicyError(chk.errors + ["inventory: no host has ocs_edge_roles or ocs_firewall_side; nothing to compute"])
+    _nulls(hostvars, participants, chk)
     dep = _deployment(hostvars, participants, chk)
     catalog = load_catalog()
-    topology = dep["ocs_topology"]
-    if topology not in catalog["topologies"]:
-        chk.fail("group_vars", "ocs_topology", "%r is not one of %s" % (topology, ", ".join(catalog["topologies"])))
-        raise PolicyError(chk.errors)
+    topology = chk.choice(dep["ocs_topology"], tuple(catalog["topologies"]), "group_vars", "ocs_topology")
+    allow_nonpublic = chk.boolean(dep["ocs_allow_nonpublic_av_addresses"], "group_vars",
+                                  "ocs_allow_nonpublic_av_addresses")
 
     servers = _servers(hostvars, chk)
     firewalls = _firewalls(hostvars, chk)
     arrays = _arrays(dep["ocs_arrays"], servers, chk)
     director = chk.ip(dep["ocs_director"], "group_vars", "ocs_director") if dep["ocs_director"] is not None else None
     next_hop = chk.ip(dep["ocs_next_hop"], "group_vars", "ocs_next_hop") if dep["ocs_next_hop"] is not None else None
+    if topology is None:
+        raise PolicyError(chk.errors)
     site_kinds = _site_kinds(topology, dep["ocs_sites"], servers, firewalls, chk)
+    _array_sites(arrays, site_kinds, chk)
+    _platform_inputs(hostvars, firewalls, servers, chk)
     if chk.errors:  # cross-checks below need well-formed hosts; report these first
         raise PolicyError(chk.errors)
     _claims(servers, arrays, director, next_hop, chk)
-    allow_nonpublic = bool(dep["ocs_allow_nonpublic_av_addresses"])
 
-    # Roles the site may carry, and the multi_site remote-site single A/V Edge.
-    for srv in servers.values():
-        kind = site_kinds.get(srv["site"])
-        tables = catalog["topologies"][topology]["sites"].get(kind, [])
-        allowed = {catalog["tables"][t]["role"] for t in tables}
-        for role in srv["roles"]:
-            if role not in allowed:
-                chk.fail("host %s" % srv["name"], "ocs_edge_roles", "role %s is not allowed at %s site %r of "
-                         "topology %s (tables %s have no %s rows%s)" % (
-                             role, kind, srv["site"], topology, ", ".join(map(str, tables)), role,
-                             "; remote users use the central site's Access Edge" if role == "access_edge" else ""))
-    if topology == "multi_site":
-        for site, kind in site_kinds.items():
-            avs = sorted(s["name"] for s in servers.values() if s["site"] == site and "av_edge" in s["roles"])
-            if kind == "remote" and len(avs) > 1:
-                chk.fail("host %s" % avs[1], "ocs_edge_roles", "topology multi_site allows a single A/V Edge Server "
-                         "at remote site %r (also on %s); use scaled_remote_site for an A/V array" % (site, avs[0]))
-
-    # The A/V Edge's external address (and VIP) must be publicly routable (page, tables 12-26).
-    for srv in servers.values():
-        if "av_edge" not in srv["roles"] or "av_edge" not in srv["external"]:
-            continue
-        checks = [(srv["external"]["av_edge"], "host %s" % srv["name"], "ocs_external_ip")]
-        if srv["array"] in arrays and arrays[srv["array"]]["external_vip"]:
-            checks.append((arrays[srv["array"]]["external_vip"], "group_vars", "ocs_arrays.%s.external_vip" % srv["array"]))
-        for addr, where, var in checks:
-            if not netaddr.IPAddress(addr).is_global():
-                msg = ("%s: %s: %s is not a publicly routable address; the page requires the A/V Edge external "
-                       "address to be publicly routable and not NATed" % (where, var, addr))
-                if allow_nonpublic:
-                    warnings.append(msg + " (allowed by ocs_allow_nonpublic_av_addresses)")
-                else:
-                    chk.errors.append(msg + " (set ocs_allow_nonpublic_av_addresses: true only for labs)")
+    _site_roles(topology, site_kinds, servers, chk)
+    _av_public(servers, arrays, allow_nonpublic, chk, warnings)
 
     if chk.errors:
         raise PolicyError(chk.errors)
@@ -527,28 +694,32 @@ def build_policy(hostvars):
     if chk.errors:
         raise PolicyError(chk.errors)
 
+    # Index the rules once (by firewall and by server), so each firewall costs its own rules only.
+    by_side_site, by_server = {}, {}
+    for rule in rules:
+        by_side_site.setdefault((rule["firewall"], rule["site"]), []).append(rule)
+        for server in rule["servers"]:
+            by_server.setdefault(server, []).append(rule)
     fw_out = {}
     for name, fw in sorted(firewalls.items()):
-        mine = [network_pfrule(r) for r in rules if r["firewall"] == fw["side"] and r["site"] == fw["site"]]
+        mine = [network_pfrule(r) for r in by_side_site.get((fw["side"], fw["site"]), [])]
         if fw["site"] not in site_kinds:
             warnings.append("host %s: ocs_site: site %r has no perimeter servers; the firewall gets no rules"
                             % (name, fw["site"]))
         fw_out[name] = {k: fw[k] for k in ("side", "site", "platform", "mode", "interfaces", "management")}
         fw_out[name]["rules"] = mine
-        fw_out[name]["no_nat"] = _no_nat([r for r in rules if r["firewall"] == fw["side"] and r["site"] == fw["site"]])
+        fw_out[name]["no_nat"] = _no_nat(by_side_site.get((fw["side"], fw["site"]), []))
+    guarded = {(f["side"], f["site"]) for f in firewalls.values()}
     for site in site_kinds:
         for side in SIDES:
-            if any(r["site"] == site and r["firewall"] == side for r in rules) and not any(
-                    f["site"] == site and f["side"] == side for f in firewalls.values()):
+            if (side, site) in by_side_site and (side, site) not in guarded:
                 warnings.append("site %s: no %s firewall in the inventory (a host with ocs_firewall_side: %s); "
                                 "its rules are exported but not enforced" % (site, side, side))
     for name, srv in sorted(servers.items()):
         if not srv["host_firewall"]:
             continue
         mine = []
-        for rule in rules:
-            if name not in rule["servers"]:
-                continue
+        for rule in by_server.get(name, []):
             side = "internal" if rule["local_address"].startswith("internal") else "external"
             mine.append(host_pfrule(rule, [srv[side][rule["server_role"]]]))
         hv = hostvars[name]
@@ -561,6 +732,8 @@ def build_policy(hostvars):
             "management": _management(hv, srv["host_firewall"], "host %s" % name, chk),
             "rules": mine,
         }
+    for name, fw in sorted(fw_out.items()):
+        _platform_checks(name, {"rules": fw["rules"]}, fw["platform"], _platform_limits(fw["platform"]), chk)
     if chk.errors:
         raise PolicyError(chk.errors)
 
@@ -601,18 +774,64 @@ def _server_view(srv):
             "external": dict(srv["external"])}
 
 
+def _site_roles(topology, site_kinds, servers, chk):
+    """Roles the site may carry, and the multi_site remote-site single A/V Edge."""
+    catalog = load_catalog()
+    for srv in servers.values():
+        kind = site_kinds.get(srv["site"])
+        tables = catalog["topologies"][topology]["sites"].get(kind, [])
+        allowed = {catalog["tables"][t]["role"] for t in tables}
+        for role in srv["roles"]:
+            if role not in allowed:
+                chk.fail("host %s" % srv["name"], "ocs_edge_roles", "role %s is not allowed at %s site %r of "
+                         "topology %s (tables %s have no %s rows%s)" % (
+                             role, kind, srv["site"], topology, ", ".join(map(str, tables)), role,
+                             "; remote users use the central site's Access Edge" if role == "access_edge" else ""))
+    if topology == "multi_site":
+        avs_by_site = {}
+        for srv in servers.values():
+            if "av_edge" in srv["roles"]:
+                avs_by_site.setdefault(srv["site"], []).append(srv["name"])
+        for site, kind in site_kinds.items():
+            avs = sorted(avs_by_site.get(site, []))
+            if kind == "remote" and len(avs) > 1:
+                chk.fail("host %s" % avs[1], "ocs_edge_roles", "topology multi_site allows a single A/V Edge Server "
+                         "at remote site %r (also on %s); use scaled_remote_site for an A/V array" % (site, avs[0]))
+
+
+def _av_public(servers, arrays, allow_nonpublic, chk, warnings):
+    """The A/V Edge's external address (and VIP) must be publicly routable (page, tables 12-26)."""
+    for srv in servers.values():
+        if "av_edge" not in srv["roles"] or "av_edge" not in srv["external"]:
+            continue
+        checks = [(srv["external"]["av_edge"], "host %s" % srv["name"], "ocs_external_ip")]
+        if srv["array"] in arrays and arrays[srv["array"]]["external_vip"]:
+            checks.append((arrays[srv["array"]]["external_vip"], "group_vars", "ocs_arrays.%s.external_vip" % srv["array"]))
+        for addr, where, var in checks:
+            if not netaddr.IPAddress(addr).is_global():
+                msg = ("%s: %s: %s is not a publicly routable address; the page requires the A/V Edge external "
+                       "address to be publicly routable and not NATed" % (where, var, addr))
+                if allow_nonpublic:
+                    warnings.append(msg + " (allowed by ocs_allow_nonpublic_av_addresses)")
+                else:
+                    chk.errors.append(msg + " (set ocs_allow_nonpublic_av_addresses: true only for labs)")
+
+
 def _expand(topology, site_kinds, servers, arrays, director, next_hop, chk, warnings):
     """Seed rows x sites -> RULEs with concrete addresses."""
     catalog = load_catalog()
     by_table = _rows_by_table()
     rules = []
     order = sorted(site_kinds, key=lambda s: (site_kinds[s] != "central", s))
+    by_site_role = {}
+    for srv in sorted(servers.values(), key=lambda s: s["name"]):
+        for role in srv["roles"]:
+            by_site_role.setdefault((srv["site"], role), []).append(srv)
     for site in order:
         tables = catalog["topologies"][topology]["sites"][site_kinds[site]]
         for table in tables:
             role = catalog["tables"][table]["role"]
-            members = sorted((s for s in servers.values() if s["site"] == site and role in s["roles"]),
-                             key=lambda s: s["name"])
+            members = by_site_role.get((site, role), [])
             if not members:
                 warnings.append("site %s: no %s server in the inventory; table %d is skipped" % (site, role, table))
                 continue

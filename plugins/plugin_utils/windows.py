@@ -44,8 +44,9 @@ COMPARED = ("description", "direction", "action", "enabled", "protocol", "locali
 # before the protocol); the rule is removed and created again.
 RECREATE_ON = ("protocol",)
 
-_PORT = re.compile(r"^[0-9]{1,5}(-[0-9]{1,5})?$")
-_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._()/-]*$")
+# Always fullmatch: "$" also matches before a final newline.
+_PORT = re.compile(r"[0-9]{1,5}(-[0-9]{1,5})?")
+_NAME_OK = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._()/-]*")
 
 
 class WindowsFirewallError(FirewallError):
@@ -263,7 +264,7 @@ def norm_ports(value):
         return None
     out = set()
     for t in _tokens(value):
-        if _PORT.match(t):
+        if _PORT.fullmatch(t):
             parts = [str(int(x)) for x in t.split("-")]
             out.add(parts[0] if len(parts) == 2 and parts[0] == parts[1] else "-".join(parts))
         else:

@@ -60,6 +60,23 @@ def test_export_fails_with_host_and_variable(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_export_names_an_unknown_variable_with_the_nearest_name(tmp_path):
+    inv = _broken_inventory(tmp_path, "single_site", "wc1", ocs_edge_role=["web_conferencing_edge"])
+    run = playbook("playbooks/export_policy.yml", "-i", str(inv), "-e", "ocs_policy_export_dir=%s" % (tmp_path / "x"))
+    assert run.returncode != 0
+    assert "host wc1: ocs_edge_role: is not a variable of ocs.edge_firewall; did you mean ocs_edge_roles?" \
+        in run.stdout + run.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_extra_var_false_string_is_false(tmp_path):
+    """-e ocs_allow_nonpublic_av_addresses=false is the string 'false': the opt-out stays off."""
+    run = playbook("playbooks/export_policy.yml", "-i", "inventories/scaled_single_site",
+                   "-e", "ocs_allow_nonpublic_av_addresses=false", "-e", "ocs_policy_export_dir=%s" % tmp_path)
+    assert run.returncode != 0
+    assert "203.0.113.51 is not a publicly routable address" in run.stdout + run.stderr
+
+
 def test_deploy_stops_before_any_firewall_on_bad_input(tmp_path):
     inv = _broken_inventory(tmp_path, "consolidated", "fw-int", ocs_firewall_platform="cisco")
     run = playbook("playbooks/deploy_edge_firewalls.yml", "-i", str(inv))

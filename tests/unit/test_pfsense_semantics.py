@@ -351,7 +351,7 @@ def test_policy_refuses_pfsense_interface_descriptions_and_carries_no_nat():
     assert all(a["address"].startswith("203.0.113.") for a in ext)
     assert all(a["address"].startswith("172.16.1.") for a in policy["firewalls"]["fw-int"]["no_nat"])
     hostvars["fw-ext"]["ocs_firewall_interfaces"] = {"internet": "wan", "perimeter": "OPT1"}
-    with pytest.raises(PolicyError, match="'OPT1' is not a valid pfSense interface name"):
+    with pytest.raises(PolicyError, match="'OPT1' is not a pfSense interface id"):
         build_policy(hostvars)
 
 

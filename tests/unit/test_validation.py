@@ -94,6 +94,74 @@ CASES = {
                               ["host rp1: ocs_host_firewall: 'ufw' is not one of"]),
     "site on a single-site topology": ("single_site", lambda hv: hv["av1"].update(ocs_site="branch9"),
                                        ["host av1: ocs_site: topology single_site has one site"]),
+    # issue 11: what a hostile inventory got through
+    "trailing newline in an interface name": (
+        "consolidated", lambda hv: hv["fw-ext"].update(ocs_firewall_interfaces={"internet": "eth0\n", "perimeter": "eth1"}),
+        ["host fw-ext: ocs_firewall_interfaces.internet: 'eth0\\n' must be a plain name"]),
+    "trailing newline in a site name": ("multi_site", lambda hv: hv["av-b1"].update(ocs_site="branch1\n"),
+                                        ["host av-b1: ocs_site: 'branch1\\n' must be a plain name"]),
+    "trailing newline in a host name": ("single_site", lambda hv: hv.update({"wc1\n": dict(hv.pop("wc1"))}),
+                                        ["host wc1\n: inventory_hostname: 'wc1\\n' must be a plain name"]),
+    "string 'false' is not a boolean true": (
+        "scaled_single_site", lambda hv: _set_all(hv, "ocs_allow_nonpublic_av_addresses", "false"),
+        ["host av1: ocs_external_ip: 203.0.113.51 is not a publicly routable address"]),
+    "list as a boolean": ("scaled_single_site", lambda hv: _set_all(hv, "ocs_allow_nonpublic_av_addresses", [False]),
+                          ["group_vars: ocs_allow_nonpublic_av_addresses: must be a boolean (true/false), got a list"]),
+    "unspecified address": ("single_site", lambda hv: hv["ae1"].update(ocs_internal_ip="0.0.0.0"),
+                            ["host ae1: ocs_internal_ip: 0.0.0.0 is in 0.0.0.0/8"]),
+    "broadcast address": ("single_site", lambda hv: hv["ae1"].update(ocs_external_ip="255.255.255.255"),
+                          ["host ae1: ocs_external_ip: 255.255.255.255 is the limited broadcast address"]),
+    "multicast A/V address": ("single_site", lambda hv: hv["av1"].update(ocs_external_ip="224.0.0.5"),
+                              ["host av1: ocs_external_ip: 224.0.0.5 is a multicast address"]),
+    "loopback Director": ("single_site", lambda hv: _set_all(hv, "ocs_director", "127.0.0.1"),
+                          ["group_vars: ocs_director: 127.0.0.1 is a loopback address"]),
+    "link-local VIP": ("scaled_single_site", lambda hv: _set_all(hv, "ocs_arrays", {
+        **hv["av1"]["ocs_arrays"], "av_array": dict(hv["av1"]["ocs_arrays"]["av_array"], internal_vip="169.254.1.1")}),
+        ["group_vars: ocs_arrays.av_array.internal_vip: 169.254.1.1 is a link-local address"]),
+    "reserved address": ("single_site", lambda hv: hv["wc1"].update(ocs_internal_ip="240.0.0.1"),
+                         ["host wc1: ocs_internal_ip: 240.0.0.1 is in the reserved range"]),
+    "CIDR where an address is expected": ("single_site", lambda hv: _set_all(hv, "ocs_director", "10.10.1.10/24"),
+                                          ["group_vars: ocs_director: '10.10.1.10/24' is a network (CIDR)"]),
+    "Linux interface name over 15 characters": (
+        "consolidated", lambda hv: hv["fw-int"].update(ocs_firewall_interfaces={"perimeter": "a" * 16, "internal": "eth0"}),
+        ["host fw-int: ocs_firewall_interfaces.perimeter: 'aaaaaaaaaaaaaaaa' is not a Linux interface name"]),
+    "pfSense interface id in upper case": (
+        "single_site", lambda hv: hv["fw-ext"].update(ocs_firewall_interfaces={"internet": "WAN", "perimeter": "OPT1"}),
+        ["host fw-ext: ocs_firewall_interfaces.internet: 'WAN' is not a pfSense interface id",
+         "host fw-ext: ocs_firewall_interfaces.perimeter: 'OPT1' is not a pfSense interface id"]),
+    "pfSense interface description instead of id": (
+        "single_site", lambda hv: hv["fw-ext"].update(ocs_firewall_interfaces={"internet": "wan", "perimeter": "DMZ"}),
+        ["host fw-ext: ocs_firewall_interfaces.perimeter: 'DMZ' is not a pfSense interface id"]),
+    "any management network on iptables": (
+        "single_site", lambda hv: hv["fw-int"].update(ocs_management_networks=["0.0.0.0/0"]),
+        ["host fw-int: ocs_management_networks[0]: 0.0.0.0/0 (any address) is not supported on iptables"]),
+    "null roles": ("single_site", lambda hv: hv["wc1"].update(ocs_edge_roles=None),
+                   ["host wc1: ocs_edge_roles: is null"]),
+    "typo in a variable name": ("single_site", lambda hv: hv["wc1"].update(ocs_edge_role=hv["wc1"].pop("ocs_edge_roles")),
+                                ["host wc1: ocs_edge_role: is not a variable of ocs.edge_firewall; did you mean ocs_edge_roles?"]),
+    "empty management ports": ("consolidated", lambda hv: hv["fw-int"].update(ocs_management_ports=[]),
+                               ["host fw-int: ocs_management_ports: is empty"]),
+    "internal address equal to external": (
+        "single_site", lambda hv: hv["wc1"].update(ocs_external_ip=hv["wc1"]["ocs_internal_ip"]),
+        ["host wc1: ocs_internal_ip: address 172.16.1.11 is also this server's ocs_external_ip"]),
+    "injection in an unused array's site": ("scaled_single_site", lambda hv: _set_all(hv, "ocs_arrays", {
+        **hv["av1"]["ocs_arrays"], "spare": {"role": "av_edge", "site": 'x" accept'}}),
+        ["group_vars: ocs_arrays.spare.site: 'x\" accept' must be a plain name"]),
+    "unused array at an unknown site": ("scaled_single_site", lambda hv: _set_all(hv, "ocs_arrays", {
+        **hv["av1"]["ocs_arrays"], "spare": {"role": "av_edge", "site": "nowhere"}}),
+        ["group_vars: ocs_arrays.spare.site: 'nowhere' is not a site of this deployment"]),
+    "topology as a list": ("single_site", lambda hv: _set_all(hv, "ocs_topology", ["single_site"]),
+                           ["group_vars: ocs_topology: ['single_site'] is not one of"]),
+    "topology as a dict": ("single_site", lambda hv: _set_all(hv, "ocs_topology", {"a": 1}),
+                           ["group_vars: ocs_topology: {'a': 1} is not one of"]),
+    "null site": ("multi_site", lambda hv: hv["av-b1"].update(ocs_site=None), ["host av-b1: ocs_site: is null"]),
+    "lone surrogate in a site": ("multi_site", lambda hv: hv["av-b1"].update(ocs_site="b\ud800"),
+                                 ["host av-b1: ocs_site: 'b\\ud800' must be a plain name"]),
+    "roles as a list of lists": ("single_site", lambda hv: hv["wc1"].update(ocs_edge_roles=[["av_edge"]]),
+                                 ["host wc1: ocs_edge_roles: unknown role(s) [['av_edge']]"]),
+    "array keys of mixed types": ("scaled_single_site", lambda hv: _set_all(hv, "ocs_arrays", {
+        **hv["av1"]["ocs_arrays"], "x": {"role": "av_edge", 1: 2, "b": 3}}),
+        ["group_vars: ocs_arrays.x: unknown key(s) 'b', 1"]),
 }
 
 
@@ -134,3 +202,32 @@ def test_director_replaces_next_hop_and_any():
     rules = {r["id"]: r for r in build_policy(hv)["rules"]}
     assert rules["central-t14-f5-in"]["remote_addresses"] == ["10.10.1.10"]
     assert rules["central-t14-f5-out"]["remote_addresses"] == ["10.10.1.10"]
+
+
+@pytest.mark.parametrize("word,expected", [("false", False), ("no", False), ("0", False), ("off", False),
+                                           ("True", True), ("yes", True), ("1", True), (0, False), (1, True)])
+def test_boolean_words_are_parsed_strictly(word, expected):
+    hv = copy.deepcopy(example("scaled_single_site"))
+    _set_all(hv, "ocs_allow_nonpublic_av_addresses", word)
+    if expected:
+        assert any("allowed by ocs_allow_nonpublic_av_addresses" in w for w in build_policy(hv)["warnings"])
+    else:
+        with pytest.raises(PolicyError, match="203.0.113.51 is not a publicly routable"):
+            build_policy(hv)
+
+
+def test_every_error_at_once_with_a_bad_topology():
+    def many(hv):
+        _set_all(hv, "ocs_topology", "star")
+        hv["ae1"]["ocs_internal_ip"] = "0.0.0.0"
+        hv["wc1"]["ocs_edge_role"] = ["x"]
+    _, errors = broken("single_site", many)
+    assert any(e.startswith("group_vars: ocs_topology:") for e in errors)
+    assert any(e.startswith("host ae1: ocs_internal_ip: 0.0.0.0") for e in errors)
+    assert any(e.startswith("host wc1: ocs_edge_role:") for e in errors)
+
+
+def test_lab_and_role_variables_are_known():
+    hv = copy.deepcopy(example("single_site"))
+    hv["fw-int"].update(ocs_nftables_table="x", ocs_lab_name="lab", ocs_verify_policy={}, ocs_policy={})
+    build_policy(hv)
