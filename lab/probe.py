@@ -571,7 +571,7 @@ def write_reports(out, name, probes, routes, diffs=None, title_extra=""):
          '<testsuites><testsuite name="%s" tests="%d" failures="%d">' % (sx.escape("probe-matrix." + name), ntot, fails)]
     for p in probes:
         cname = "%s %s %s:%s -> %s %s:%s %s" % (p["expect"], p["client"], p["src"], p["sport"] or "*",
-                                                 p["server"], p["dst"], p["dport"], p["protocol"])
+                                                p["server"], p["dst"], p["dport"], p["protocol"])
         x.append('<testcase classname="%s" name="%s">' % (sx.quoteattr(p["rule"] or p["label"])[1:-1],
                                                           sx.quoteattr(cname + " " + p["label"])[1:-1]))
         if not p["ok"]:

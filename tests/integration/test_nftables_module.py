@@ -81,17 +81,17 @@ def apply(ns, tmp_path, args, **kw):
 
 OTHER_TABLES = """
 table ip other {
-	chain other_forward {
-		type filter hook forward priority 10; policy accept;
-		tcp dport 23 counter accept comment "not ours"
-	}
+    chain other_forward {
+        type filter hook forward priority 10; policy accept;
+        tcp dport 23 counter accept comment "not ours"
+    }
 }
 table inet f2b {
-	set banned { type ipv4_addr; elements = { 192.0.2.66 } }
-	chain input {
-		type filter hook input priority -1; policy accept;
-		ip saddr @banned drop
-	}
+    set banned { type ipv4_addr; elements = { 192.0.2.66 } }
+    chain input {
+        type filter hook input priority -1; policy accept;
+        ip saddr @banned drop
+    }
 }
 """
 
