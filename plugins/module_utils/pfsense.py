@@ -306,7 +306,7 @@ def alias_element(spec):
     _leaf(alias, "type", spec["type"])
     _leaf(alias, "address", " ".join(spec["address"]))
     _leaf(alias, "descr", spec["descr"])
-    _leaf(alias, "detail", "||".join("" for _ in spec["address"]) if len(spec["address"]) > 1 else "")
+    _leaf(alias, "detail", "||" * (len(spec["address"]) - 1))  # one empty detail per address
     return alias
 
 
