@@ -117,6 +117,7 @@ def test_nft_rejection_is_atomic_and_explained(netns, tmp_path, fw_int):
     idx = [i for i, l in enumerate(lines) if "t10-f5-out" in l][0]
     lines[idx] = lines[idx].replace("dport 5061", "dport 70000")
     bad = "\n".join(lines) + "\n"
+
     def in_namespace(argv):
         p = subprocess.run(["ip", "netns", "exec", ns] + argv, capture_output=True, text=True, check=False)
         return p.returncode, p.stdout, p.stderr
