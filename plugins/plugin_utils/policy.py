@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from ansible_collections.ocs.edge_firewall.plugins.module_utils.platforms import PLATFORMS, platforms_for
+from ansible_collections.ocs.edge_firewall.plugins.plugin_utils import extras
 
 try:
     import netaddr
@@ -38,12 +39,12 @@ DEFAULT_SITE = "central"
 DEPLOYMENT_VARS = (
     "ocs_topology", "ocs_director", "ocs_next_hop", "ocs_arrays", "ocs_sites",
     "ocs_allow_nonpublic_av_addresses",
-)
+) + extras.DEPLOYMENT_VARS
 HOST_VARS = (
     "ocs_edge_roles", "ocs_site", "ocs_internal_ip", "ocs_external_ip", "ocs_array",
     "ocs_host_firewall", "ocs_firewall_side", "ocs_firewall_platform",
     "ocs_firewall_interfaces", "ocs_management_networks", "ocs_management_ports",
-)
+) + extras.HOST_VARS
 ALL_VARS = DEPLOYMENT_VARS + HOST_VARS
 
 # Names end up in rule ids, comments, nft/iptables/pfSense text: keep them plain.
@@ -422,8 +423,10 @@ def _pfrule(rule, src, dst, chain):
         "src_zone": "perimeter" if local_first else remote_zone,
         "dst_zone": remote_zone if local_first else "perimeter",
         "chain": chain,
-        "comment": "ocs %s table %d figure %d %s %s" % (
+        # extra rules and the page's opt-in notes bring their own comment (plugin_utils/extras.py)
+        "comment": rule.get("comment") or "ocs %s table %d figure %d %s %s" % (
             rule["id"], rule["table"], rule["figure"], rule["server_role"], rule["service"]),
+        **{k: True for k in ("extra", "note") if rule.get(k)},
     }
 
 
@@ -513,6 +516,10 @@ def build_policy(hostvars):
     rules = _expand(topology, site_kinds, servers, arrays, director, next_hop, chk, warnings)
     if chk.errors:
         raise PolicyError(chk.errors)
+    rules = extras.extend_rules(rules, hostvars, dict(dep, ocs_topology=topology), servers, director,
+                                site_kinds, chk, warnings)
+    if chk.errors:
+        raise PolicyError(chk.errors)
 
     fw_out = {}
     for name, fw in sorted(firewalls.items()):
@@ -559,6 +566,7 @@ def build_policy(hostvars):
             "next_hop": next_hop,
             "sites": dict(sorted(site_kinds.items())),
             "arrays": {n: dict(a) for n, a in sorted(arrays.items())},
+            **extras.deployment_summary(dep, director),
         },
         "rules": public_rules,
         "firewalls": fw_out,
