@@ -29,12 +29,12 @@ import shutil
 import xml.etree.ElementTree as ET
 
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import backend
-from ansible_collections.ocs.edge_firewall.plugins.module_utils.pfsense_xml import (  # noqa: F401 # pylint: disable=unused-import (re-exported)
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.pfsense_xml import (  # noqa: F401 (re-exported) # pylint: disable=unused-import
     ALIAS_PREFIX, MARKER, XML_FORBIDDEN, PfSenseError, XmlCharacterError, check_xml_text, dump_config, dump_element,
     is_managed_alias, is_managed_descr, is_managed_rule, managed_id, parse_config, text as _text)
 from ansible_collections.ocs.edge_firewall.plugins.module_utils.pfsense_desired import (  # noqa: F401
     DEFAULT_OPTIONS, desired_state)
-from ansible_collections.ocs.edge_firewall.plugins.module_utils.pfsense_apply import (  # noqa: F401 # pylint: disable=unused-import (re-exported)
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.pfsense_apply import (  # noqa: F401 (re-exported) # pylint: disable=unused-import
     TRACKER_BASE, TRACKER_SPAN, apply_aliases, apply_nat, apply_rules, outbound_mode, rules_by_interface,
     tracker_for, warn_dangling)
 
