@@ -573,6 +573,7 @@ def build_policy(hostvars):
             "next_hop": next_hop,
             "sites": dict(sorted(site_kinds.items())),
             "arrays": {n: dict(a) for n, a in sorted(arrays.items())},
+            "servers": {n: _server_view(s) for n, s in sorted(servers.items())},
             **extras.deployment_summary(dep, director),
         },
         "rules": public_rules,
@@ -590,6 +591,14 @@ def _no_nat(rules):
         for addr in rule["local_addresses"] or []:
             roles.setdefault(addr, set()).add(rule["server_role"])
     return [{"address": a, "roles": sorted(r for r in roles[a] if r)} for a in sorted(roles, key=netaddr.IPNetwork)]
+
+
+def _server_view(srv):
+    """A perimeter server as the policy shows it (diagram, flow query): roles, site, array,
+    host firewall, and its internal / external address per role."""
+    return {"roles": list(srv["roles"]), "site": srv["site"], "array": srv["array"],
+            "host_firewall": srv["host_firewall"], "internal": dict(srv["internal"]),
+            "external": dict(srv["external"])}
 
 
 def _expand(topology, site_kinds, servers, arrays, director, next_hop, chk, warnings):
