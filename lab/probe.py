@@ -130,7 +130,7 @@ def cmd_matrix(args):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     probe_agent.add_arguments(sub)
     for n in ("run", "drift", "matrix"):

@@ -69,7 +69,7 @@ def junit(name, probes, routes):
              sx.escape("probe-matrix." + name), len(probes) + len(routes), fails)]
     for p in probes:
         cname = "%s %s %s:%s -> %s %s:%s %s" % (p["expect"], p["client"], p["src"], p["sport"] or "*",
-                                                 p["server"], p["dst"], p["dport"], p["protocol"])
+                                                p["server"], p["dst"], p["dport"], p["protocol"])
         x.append('<testcase classname="%s" name="%s">' % (sx.quoteattr(p["rule"] or p["label"])[1:-1],
                                                           sx.quoteattr(cname + " " + p["label"])[1:-1]))
         if not p["ok"]:

@@ -197,8 +197,8 @@ def _base_rules(chain, management, allow_icmp, name):
     if allow_icmp:
         rules.append(_base("echo", chain, [("icmp type", "==", ("echo-request",))]))
     # IPv6 does not work at all without neighbour discovery; always allowed on input.
-    rules.append(_base("nd", chain, [("icmpv6 type", "==", tuple(sorted(ICMPV6_TYPES if allow_icmp
-                                                                          else ICMPV6_TYPES[1:])))]))
+    icmpv6_types = ICMPV6_TYPES if allow_icmp else ICMPV6_TYPES[1:]
+    rules.append(_base("nd", chain, [("icmpv6 type", "==", tuple(sorted(icmpv6_types)))]))
     return rules
 
 
@@ -571,8 +571,8 @@ class Nft:
         return self._call(["delete", "table", FAMILY, table], "deleting table %s %s" % (FAMILY, table))
 
 
-
 # ---------------------------------------------------------------------- backend
+
 
 class NftBackend(Backend):
     """The nftables implementation of the backend contract (backend.py): owns table inet <table>."""

@@ -29,12 +29,12 @@ import shutil
 import xml.etree.ElementTree as ET
 
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import backend
-from ansible_collections.ocs.edge_firewall.plugins.module_utils.pfsense_xml import (  # noqa: F401 (re-exported)
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.pfsense_xml import (  # noqa: F401 (re-exported) # pylint: disable=unused-import
     ALIAS_PREFIX, MARKER, XML_FORBIDDEN, PfSenseError, XmlCharacterError, check_xml_text, dump_config, dump_element,
     is_managed_alias, is_managed_descr, is_managed_rule, managed_id, parse_config, text as _text)
 from ansible_collections.ocs.edge_firewall.plugins.module_utils.pfsense_desired import (  # noqa: F401
     DEFAULT_OPTIONS, desired_state)
-from ansible_collections.ocs.edge_firewall.plugins.module_utils.pfsense_apply import (  # noqa: F401
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.pfsense_apply import (  # noqa: F401 (re-exported) # pylint: disable=unused-import
     TRACKER_BASE, TRACKER_SPAN, apply_aliases, apply_nat, apply_rules, outbound_mode, rules_by_interface,
     tracker_for, warn_dangling)
 
@@ -70,9 +70,8 @@ def describe_rule(rule):
 def _nat_listing(root):
     outbound = root.find("nat/outbound")
     rules = outbound.findall("rule") if outbound is not None else []
-    lines = ["# outbound NAT mode %s: %d rules, managed at positions %s" % (
-        outbound_mode(root), len(rules), ",".join("%d" % i for i, r in enumerate(rules)
-                                                   if is_managed_descr(_text(r, "descr"))) or "-")]
+    managed = ",".join("%d" % i for i, r in enumerate(rules) if is_managed_descr(_text(r, "descr")))
+    lines = ["# outbound NAT mode %s: %d rules, managed at positions %s" % (outbound_mode(root), len(rules), managed or "-")]
     for rule in rules:
         if is_managed_descr(_text(rule, "descr")):
             dst = rule.find("destination")

@@ -41,7 +41,7 @@ def alias_element(spec):
     leaf(alias, "type", spec["type"])
     leaf(alias, "address", " ".join(spec["address"]))
     leaf(alias, "descr", spec["descr"])
-    leaf(alias, "detail", "||".join("" for _ in spec["address"]) if len(spec["address"]) > 1 else "")
+    leaf(alias, "detail", "||" * (len(spec["address"]) - 1))  # one empty detail per address
     return alias
 
 

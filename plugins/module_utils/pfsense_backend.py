@@ -160,8 +160,6 @@ class PfSenseBackend(Backend):
                    "failed too (rc %d: %s%s): check Status > System Logs" % (rc2, out2, err2)))
 
 
-
-
 def run(module):
     """The module's main: enforce under pfSense's config lock; warnings and the write's details
     (backup, reload) added to the contract's result."""

@@ -147,8 +147,8 @@ def check_firewall(firewall, name):
         interfaces = firewall.get("interfaces")
         for zone, iface in (interfaces.items() if isinstance(interfaces, dict) else ()):
             if zone not in ZONES:
-                raise PfSenseError("%s: %r is not a zone (%s)" % (_where(name, "ocs_firewall_interfaces"), zone,
-                                                                 ", ".join(ZONES)))
+                where = _where(name, "ocs_firewall_interfaces")
+                raise PfSenseError("%s: %r is not a zone (%s)" % (where, zone, ", ".join(ZONES)))
             if not isinstance(iface, str) or not IFACE_RE.fullmatch(iface):
                 hint = " (pfSense ids are lower case: %r)" % iface.lower() if isinstance(iface, str) and \
                     IFACE_RE.fullmatch(iface.lower()) else ""
@@ -297,8 +297,8 @@ def desired_state(firewall, name="firewall", options=None, self_ports=()):
     seen = set()
     for spec in specs:
         if spec["key"] in seen:
-            raise PfSenseError("%s: two rules on %s have the same id %r" % (_where(name, "rules"), spec["interface"],
-                                                                           spec["id"]))
+            raise PfSenseError("%s: two rules on %s have the same id %r"
+                               % (_where(name, "rules"), spec["interface"], spec["id"]))
         seen.add(spec["key"])
     nat = []
     if opts["no_nat"]:

@@ -21,7 +21,7 @@ description:
     source is written and a warning says so (render it later with C(dot -Tsvg -O file.gv)).
   - A file is written only when its content differs (check mode reports it without writing).
 author:
-  - ocs.edge_firewall maintainers
+  - OCS edge firewall maintainers (@ocs-edge)
 options:
   source:
     description: Graphviz DOT source.
@@ -45,8 +45,15 @@ notes:
 attributes:
   check_mode:
     support: full
+    description: Reports whether the files would be written, without writing them.
   diff_mode:
     support: none
+    description: No diff is returned.
+  platform:
+    support: full
+    platforms: posix
+    description: Target OS/families that can be operated against.
+    details: The controller (localhost), where Graphviz renders the diagram.
 """
 
 EXAMPLES = r"""

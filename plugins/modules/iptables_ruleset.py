@@ -47,7 +47,7 @@ description:
   - IPv4 only. An IPv6 address in the FIREWALL is an error naming the rule; it is never dropped
     silently. Use the nftables backend (M(ocs.edge_firewall.nft_ruleset)) for IPv6.
 author:
-  - ocs.edge_firewall contributors
+  - OCS edge firewall maintainers (@ocs-edge)
 requirements:
   - iptables-save and iptables-restore (iptables >= 1.6, nft or legacy backend) on the managed host, run as root
 options:
@@ -57,6 +57,82 @@ options:
         C(management), C(rules)). Mutually exclusive with O(rules).
       - C(platform), when given, must be C(iptables).
     type: dict
+    suboptions:
+      side:
+        description: Which firewall of the page this is; C(host) for a server protecting itself.
+        type: str
+        choices: [internal, external, host]
+      site:
+        description: The site the firewall belongs to (C(central) or a remote site's name).
+        type: str
+      platform:
+        description: Enforcement platform of the policy; when given it must be C(iptables) for this module.
+        type: str
+        choices: [nftables, iptables, pfsense, windows]
+      mode:
+        description: C(network) (a router between zones) or C(host) (protects itself).
+        type: str
+        choices: [network, host]
+      interfaces:
+        description: Zone (C(internet), C(perimeter), C(internal)) -> interface name; C({}) when not given.
+        type: dict
+      management:
+        description: Who may always reach the firewall itself (never empty for a Linux firewall).
+        type: dict
+        suboptions:
+          sources:
+            description: CIDRs or addresses of the management hosts.
+            type: list
+            elements: str
+          ports:
+            description: TCP ports of the management connection (numbers or strings).
+            type: list
+            elements: raw
+      rules:
+        description:
+          - The PFRULE list, in order. Each also carries C(table), C(figure), C(server_role),
+            C(service) and C(direction), copied from the seed row.
+        type: list
+        elements: dict
+        suboptions:
+          id:
+            description: Rule id, unique in the policy, for example C(central-t20-f14-out).
+            type: str
+          protocol:
+            description: Transport protocol.
+            type: str
+            choices: [tcp, udp]
+          src:
+            description: Source addresses (IPs or CIDRs); null for any.
+            type: list
+            elements: str
+          dst:
+            description: Destination addresses (IPs or CIDRs); null for any.
+            type: list
+            elements: str
+          sport:
+            description: Source ports, C(N) or C(N-M); null for any.
+            type: list
+            elements: str
+          dport:
+            description: Destination ports, C(N) or C(N-M); null for any.
+            type: list
+            elements: str
+          src_zone:
+            description: Zone the first packet comes from.
+            type: str
+            choices: [internet, perimeter, internal]
+          dst_zone:
+            description: Zone the first packet goes to.
+            type: str
+            choices: [internet, perimeter, internal]
+          chain:
+            description: C(forward) on a network firewall; C(input) or C(output) on a host firewall.
+            type: str
+            choices: [forward, input, output]
+          comment:
+            description: Text carried by every rendered rule (rule id, seed table, figure, role, service).
+            type: str
   rules:
     description:
       - The PFRULE list, when O(firewall) is not given. Each PFRULE needs C(protocol)
@@ -132,6 +208,11 @@ attributes:
   diff_mode:
     support: full
     description: Shows the live and desired owned chains and jumps (iptables-save lines) and the persisted file.
+  platform:
+    support: full
+    platforms: posix
+    description: Target OS/families that can be operated against.
+    details: "Linux with iptables-save/iptables-restore, run as root."
 notes:
   - A packet that reaches the end of C(<prefix>-FWD) is dropped there; rules below the jump in
     FORWARD (for example docker's) are no longer reached by forwarded traffic the policy does not

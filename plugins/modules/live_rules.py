@@ -27,7 +27,7 @@ description:
     floating rules first, disabled rules left out; aliases resolved."
   - Read-only; never changes the firewall.
 author:
-  - ocs.edge_firewall maintainers
+  - OCS edge firewall maintainers (@ocs-edge)
 options:
   platform:
     description: The firewall's platform (the policy's C(platform)).
@@ -49,8 +49,15 @@ notes:
 attributes:
   check_mode:
     support: full
+    description: Read-only; runs the same in check mode.
   diff_mode:
     support: none
+    description: Reads only; nothing to diff.
+  platform:
+    support: full
+    platforms: [posix, freebsd]
+    description: Target OS/families that can be operated against.
+    details: Linux firewalls (nftables, iptables) and pfSense.
 """
 
 EXAMPLES = r"""

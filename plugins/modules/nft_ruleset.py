@@ -40,7 +40,7 @@ description:
     it is added once to O(persist_conf) (the file nftables.service loads at boot). The
     persisted file is byte for byte the script that was applied."
 author:
-  - ocs.edge_firewall contributors
+  - OCS edge firewall maintainers (@ocs-edge)
 requirements:
   - nft (nftables >= 0.9.7) on the managed host, run as root
 options:
@@ -50,6 +50,82 @@ options:
         C(management), C(rules)). Mutually exclusive with O(rules).
       - C(platform), when given, must be C(nftables).
     type: dict
+    suboptions:
+      side:
+        description: Which firewall of the page this is; C(host) for a server protecting itself.
+        type: str
+        choices: [internal, external, host]
+      site:
+        description: The site the firewall belongs to (C(central) or a remote site's name).
+        type: str
+      platform:
+        description: Enforcement platform of the policy; when given it must be C(nftables) for this module.
+        type: str
+        choices: [nftables, iptables, pfsense, windows]
+      mode:
+        description: C(network) (a router between zones) or C(host) (protects itself).
+        type: str
+        choices: [network, host]
+      interfaces:
+        description: Zone (C(internet), C(perimeter), C(internal)) -> interface name; C({}) when not given.
+        type: dict
+      management:
+        description: Who may always reach the firewall itself (never empty for a Linux firewall).
+        type: dict
+        suboptions:
+          sources:
+            description: CIDRs or addresses of the management hosts.
+            type: list
+            elements: str
+          ports:
+            description: TCP ports of the management connection (numbers or strings).
+            type: list
+            elements: raw
+      rules:
+        description:
+          - The PFRULE list, in order. Each also carries C(table), C(figure), C(server_role),
+            C(service) and C(direction), copied from the seed row.
+        type: list
+        elements: dict
+        suboptions:
+          id:
+            description: Rule id, unique in the policy, for example C(central-t20-f14-out).
+            type: str
+          protocol:
+            description: Transport protocol.
+            type: str
+            choices: [tcp, udp]
+          src:
+            description: Source addresses (IPs or CIDRs); null for any.
+            type: list
+            elements: str
+          dst:
+            description: Destination addresses (IPs or CIDRs); null for any.
+            type: list
+            elements: str
+          sport:
+            description: Source ports, C(N) or C(N-M); null for any.
+            type: list
+            elements: str
+          dport:
+            description: Destination ports, C(N) or C(N-M); null for any.
+            type: list
+            elements: str
+          src_zone:
+            description: Zone the first packet comes from.
+            type: str
+            choices: [internet, perimeter, internal]
+          dst_zone:
+            description: Zone the first packet goes to.
+            type: str
+            choices: [internet, perimeter, internal]
+          chain:
+            description: C(forward) on a network firewall; C(input) or C(output) on a host firewall.
+            type: str
+            choices: [forward, input, output]
+          comment:
+            description: Text carried by every rendered rule (rule id, seed table, figure, role, service).
+            type: str
   rules:
     description:
       - The PFRULE list, when O(firewall) is not given. Each PFRULE needs C(protocol)
@@ -126,6 +202,11 @@ attributes:
   diff_mode:
     support: full
     description: Shows the live and desired table (canonical listing) and the persisted file.
+  platform:
+    support: full
+    platforms: posix
+    description: Target OS/families that can be operated against.
+    details: "Linux with nftables (nft), run as root."
 notes:
   - nftables evaluates every base chain on a hook; a packet dropped by this table is dropped
     even if another table accepts it. Another table cannot let through what this one drops.

@@ -33,7 +33,7 @@ def _local_initiates(firewall, direction):
 
 
 def _ip_key(addr):
-    net, _, bits = addr.partition("/")
+    net, _slash, bits = addr.partition("/")
     return tuple(int(x) for x in net.split(".")) + (int(bits or 32),)
 
 
@@ -137,7 +137,7 @@ def apply_role_ports(rules, ports, chk, warnings):
 
 
 def _port_range(spec):
-    lo, _, hi = spec.partition("-")
+    lo, _dash, hi = spec.partition("-")
     return int(lo), int(hi or lo)
 
 

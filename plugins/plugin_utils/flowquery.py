@@ -37,7 +37,7 @@ def parse_ports(spec):
         return None
     out = []
     for p in spec:
-        lo, _, hi = str(p).partition("-")
+        lo, _dash, hi = str(p).partition("-")
         out.append((int(lo), int(hi or lo)))
     return out
 
@@ -394,8 +394,9 @@ def rule_info(policy, ids, catalog=None):
         if r is None:
             info[i] = {"id": i, "note": "not a rule of the policy"}
             continue
-        info[i] = {k: r.get(k) for k in ("id", "table", "figure", "row", "server_role", "firewall",
-                                          "direction", "protocol", "service", "site", "extra", "note", "reason")}
+        keys = ("id", "table", "figure", "row", "server_role", "firewall",
+                "direction", "protocol", "service", "site", "extra", "note", "reason")
+        info[i] = {k: r.get(k) for k in keys}
         row = rows.get((r["table"], r["row"]))
         if row:
             info[i]["page"] = {k[5:]: v for k, v in row.items() if k.startswith("page_")}

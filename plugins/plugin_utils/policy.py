@@ -439,9 +439,9 @@ def _interfaces(value, side, platform, where, chk):
     zones = SIDE_ZONES[side]
     if value is None:
         if PLATFORMS[platform].interfaces_required:
+            wanted = ", ".join("%s: <if>" % z for z in zones)
             chk.fail(where, "ocs_firewall_interfaces", "is required on %s (rules are bound to the "
-                     "interface a packet enters by): give %s" % (PLATFORMS[platform].title,
-                                                                  ", ".join("%s: <if>" % z for z in zones)))
+                     "interface a packet enters by): give %s" % (PLATFORMS[platform].title, wanted))
         return {}
     if not isinstance(value, dict):
         chk.fail(where, "ocs_firewall_interfaces", "must be a dict zone -> interface name, got %s" % _type_name(value))

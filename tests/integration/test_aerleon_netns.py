@@ -100,7 +100,7 @@ def _sample(ports):
         return [ANY_PORT]
     out = []
     for p in ports:
-        lo, _, hi = p.partition("-")
+        lo, _ignored, hi = p.partition("-")
         out += [int(lo)] + ([int(hi)] if hi else [])
     return out
 
@@ -109,7 +109,7 @@ def _outside(ports):
     """One port just outside each end of each range (nothing outside "any")."""
     out = []
     for p in ports or []:
-        lo, _, hi = p.partition("-")
+        lo, _ignored, hi = p.partition("-")
         out += [int(lo) - 1, int(hi or lo) + 1]
     return [p for p in out if 0 < p < 65536]
 
@@ -185,7 +185,7 @@ def build(netns, firewall, probe_set):
     fw_ns = netns.first
     zones = _zones(firewall)
     addrs = {z: set() for z in zones}
-    for sz, src, _, dz, dst, _, _ in probe_set.values():
+    for sz, src, _ignored, dz, dst, _ignored, _ignored in probe_set.values():
         addrs[sz].add(src)
         addrs[dz].add(dst)
     mgmt = (firewall.get("management") or {}).get("sources") or []

@@ -80,7 +80,7 @@ class Nftables:
         self.cli(ns, "chain", "inet", "ocs_edge", "forward", "{", "policy", "accept", ";", "}")
 
     def reorder(self, ns):
-        text, _ = self._rule(ns, "input", "ocs base: loopback")
+        text, _ignored = self._rule(ns, "input", "ocs base: loopback")
         self.delete_rule(ns, "input", "ocs base: loopback")
         after = self._rule(ns, "input", "ocs base: established")[1]
         self.cli(ns, "add", "rule", "inet", "ocs_edge", "input", "position", after, text)
@@ -217,7 +217,7 @@ def test_apply_then_noop_foreign_state_untouched(netns, tmp_path, backend):
     live = backend.owned(ns)
     assert all(r["comment"] in live for r in fw["rules"])
 
-    again, _ = enforce(backend, ns, tmp_path, args)
+    again, _ignored = enforce(backend, ns, tmp_path, args)
     assert again["changed"] is False and shape(again) == {"created": [], "updated": [], "removed": []}
     assert "diff" not in again
     assert backend.owned(ns) == live, "a no-op run rewrote the owned rules"
@@ -227,7 +227,7 @@ def test_apply_then_noop_foreign_state_untouched(netns, tmp_path, backend):
 def test_check_mode_on_a_fresh_host_changes_nothing(netns, tmp_path, backend):
     ns = netns.first
     args = backend.args(firewall(backend.platform), tmp_path)
-    res, _ = enforce(backend, ns, tmp_path, args, check=True)
+    res, _ignored = enforce(backend, ns, tmp_path, args, check=True)
     assert res["changed"] is True and "central-t14-f5-in" in res["created"]
     assert backend.owned(ns) == ""
     assert set(persisted(args).values()) == {None}, "check mode wrote a file"
@@ -261,15 +261,15 @@ def test_drift_is_reported_by_id_corrected_then_quiet(netns, tmp_path, backend, 
     drifted = backend.owned(ns)
     assert drifted != good
 
-    check, _ = enforce(backend, ns, tmp_path, args, check=True)
+    check, _ignored = enforce(backend, ns, tmp_path, args, check=True)
     created, updated, removed = expected(backend)
     assert shape(check) == {"created": created, "updated": updated, "removed": removed}
     assert check["changed"] is True and check["diff"][0]["before"] != check["diff"][0]["after"]
     assert backend.owned(ns) == drifted, "check mode corrected the drift"
-    fix, _ = enforce(backend, ns, tmp_path, args)
+    fix, _ignored = enforce(backend, ns, tmp_path, args)
     assert shape(fix) == shape(check)
     assert backend.owned(ns) != drifted
-    again, _ = enforce(backend, ns, tmp_path, args)
+    again, _ignored = enforce(backend, ns, tmp_path, args)
     assert again["changed"] is False, again
     assert backend.foreign(ns) == foreign and persisted(args) == files
 
@@ -279,7 +279,7 @@ def test_owned_chain_deleted_is_recreated(netns, tmp_path, backend):
     args = backend.args(firewall(backend.platform), tmp_path)
     enforce(backend, ns, tmp_path, args)
     objects = backend.delete_chain(ns)
-    fix, _ = enforce(backend, ns, tmp_path, args)
+    fix, _ignored = enforce(backend, ns, tmp_path, args)
     assert all(o in fix["created"] for o in objects) and "base:mgmt" in fix["created"], fix["created"]
     assert enforce(backend, ns, tmp_path, args)[0]["changed"] is False
 
@@ -320,10 +320,10 @@ def test_absent_removes_only_what_it_owns(netns, tmp_path, backend):
     foreign = backend.foreign(ns)
     args = backend.args(firewall(backend.platform), tmp_path)
     enforce(backend, ns, tmp_path, args)
-    check, _ = enforce(backend, ns, tmp_path, dict(args, state="absent", firewall=None), check=True)
+    check, _ignored = enforce(backend, ns, tmp_path, dict(args, state="absent", firewall=None), check=True)
     assert check["changed"] is True and backend.owned(ns) != ""
-    gone, _ = enforce(backend, ns, tmp_path, dict(args, state="absent", firewall=None))
+    gone, _ignored = enforce(backend, ns, tmp_path, dict(args, state="absent", firewall=None))
     assert shape(gone) == shape(check) and backend.owned_id in gone["removed"]
     assert backend.owned(ns) == "" and backend.foreign(ns) == foreign
-    again, _ = enforce(backend, ns, tmp_path, dict(args, state="absent", firewall=None))
+    again, _ignored = enforce(backend, ns, tmp_path, dict(args, state="absent", firewall=None))
     assert again["changed"] is False and shape(again) == {"created": [], "updated": [], "removed": []}

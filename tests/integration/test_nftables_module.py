@@ -80,7 +80,7 @@ def test_persisted_boot_file_loads_the_live_table(netns, tmp_path, fw_int):
     (Apply, no-op, check mode, drift, invalid input, absent: tests/integration/test_backend_contract.py.)"""
     ns = netns.first
     args = args_for(fw_int, tmp_path)
-    res, _ = apply(ns, tmp_path, args)
+    res, _ignored = apply(ns, tmp_path, args)
     assert res["changed"] is True and res["table"] == "inet ocs_edge"
     listing = nft(ns, "list", "table", "inet", "ocs_edge").stdout
     assert "policy drop" in listing and 'iifname "eth1" oifname "eth0"' in listing
@@ -90,7 +90,7 @@ def test_persisted_boot_file_loads_the_live_table(netns, tmp_path, fw_int):
     fresh = netns()
     nft(fresh, "-f", args["persist_conf"])
     assert table_json(fresh) == table_json(ns)
-    again, _ = apply(ns, tmp_path, args)
+    again, _ignored = apply(ns, tmp_path, args)
     assert again["changed"] is False and Path(args["persist_conf"]).read_text() == conf
 
 
@@ -99,7 +99,7 @@ def test_absent_keeps_the_rest_of_the_boot_file(netns, tmp_path, fw_int):
     args = args_for(fw_int, tmp_path)
     Path(args["persist_conf"]).write_text("#!/usr/sbin/nft -f\nflush ruleset\n")
     apply(ns, tmp_path, args)
-    gone, _ = apply(ns, tmp_path, dict(args, state="absent", firewall=None))
+    gone, _ignored = apply(ns, tmp_path, dict(args, state="absent", firewall=None))
     assert "table:inet ocs_edge" in gone["removed"] and "file:%s" % args["persist_path"] in gone["removed"]
     assert not Path(args["persist_path"]).exists()
     assert Path(args["persist_conf"]).read_text() == "#!/usr/sbin/nft -f\nflush ruleset\n"
@@ -117,8 +117,11 @@ def test_nft_rejection_is_atomic_and_explained(netns, tmp_path, fw_int):
     idx = [i for i, l in enumerate(lines) if "t10-f5-out" in l][0]
     lines[idx] = lines[idx].replace("dport 5061", "dport 70000")
     bad = "\n".join(lines) + "\n"
-    runner = N.Nft(lambda argv: (lambda p: (p.returncode, p.stdout, p.stderr))(
-        subprocess.run(["ip", "netns", "exec", ns] + argv, capture_output=True, text=True)))
+
+    def in_namespace(argv):
+        p = subprocess.run(["ip", "netns", "exec", ns] + argv, capture_output=True, text=True, check=False)
+        return p.returncode, p.stdout, p.stderr
+    runner = N.Nft(in_namespace)
     with pytest.raises(N.NftError) as err:
         runner.check(bad)
     msg = str(err.value)
@@ -134,7 +137,7 @@ def test_host_mode_reverse_proxy(netns, tmp_path):
     fw = policy_firewall("consolidated", "rp1")
     assert fw["mode"] == "host"
     args = args_for(fw, tmp_path, name="rp1")
-    res, _ = apply(ns, tmp_path, args)
+    res, _ignored = apply(ns, tmp_path, args)
     assert res["changed"] is True
     data = json.loads(nft(ns, "-j", "list", "table", "inet", "ocs_edge").stdout)["nftables"]
     chains = {o["chain"]["name"]: o["chain"] for o in data if "chain" in o}
@@ -144,7 +147,7 @@ def test_host_mode_reverse_proxy(netns, tmp_path):
     assert "ip saddr 10.99.0.0/24 tcp dport 22 accept" in listing
     for rule in fw["rules"]:
         assert 'comment "%s"' % rule["comment"] in listing
-    res2, _ = apply(ns, tmp_path, args)
+    res2, _ignored = apply(ns, tmp_path, args)
     assert res2["changed"] is False
 
 

@@ -19,7 +19,7 @@ BIN = Path(sys.executable).parent
 def playbook(*args, cwd=REPO):
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     return subprocess.run([str(BIN / "ansible-playbook"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
 
 
 @pytest.mark.parametrize("topology", TOPOLOGIES)

@@ -77,7 +77,13 @@ def test_every_backend_error_is_a_firewall_error():
 def test_rule_changes_groups_by_id_and_sees_order():
     desired = {"c": [{"id": "a", "comment": "A", "k": 1}, {"id": "b", "comment": "B", "k": 2}]}
     live = {"c": [{"comment": "B", "k": 2}, {"comment": "A", "k": 1}]}
-    key, label = (lambda r: r["k"]), (lambda c, r: "rule:%s: %s" % (c, r["k"]))
+
+    def key(rule):
+        return rule["k"]
+
+    def label(chain, rule):
+        return "rule:%s: %s" % (chain, rule["k"])
+
     assert rule_changes(desired, live, key, label).as_dict() == {"created": [], "updated": ["chain:c"], "removed": []}
     live = {"c": [{"comment": "A", "k": 9}, {"comment": None, "k": 7}, {"comment": "A", "k": 1}]}
     assert rule_changes(desired, live, key, label).as_dict() == {

@@ -108,7 +108,7 @@ def test_every_seed_row_is_a_rule(case):
 
 
 def test_rule_counts(case):
-    topology, _, policy = case
+    topology, _ignored, policy = case
     # 15 seed rows per full site (3 of them both-way), 11 per remote site (2 both-way).
     assert len(policy["rules"]) == {"consolidated": 18, "single_site": 18, "scaled_single_site": 18,
                                     "multi_site": 18 + 13, "scaled_remote_site": 13}[topology]
@@ -116,7 +116,7 @@ def test_rule_counts(case):
 
 def test_network_firewalls_carry_their_side_and_site(case):
     """Flows as the page defines direction: local port/IP belong to the perimeter server."""
-    _, hostvars, policy = case
+    _ignored, hostvars, policy = case
     rules = {r["id"]: r for r in policy["rules"]}
     for name, fw in policy["firewalls"].items():
         if fw["mode"] != "network":
@@ -140,7 +140,7 @@ def test_network_firewalls_carry_their_side_and_site(case):
 
 
 def test_host_firewalls_see_flows_from_the_host(case):
-    _, hostvars, policy = case
+    _ignored, hostvars, policy = case
     for name, fw in policy["firewalls"].items():
         if fw["mode"] != "host":
             continue

@@ -168,7 +168,7 @@ CASES = {
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_error_names_host_and_variable(name):
     topology, change, needles = CASES[name]
-    text, _ = broken(topology, change)
+    text, _ignored = broken(topology, change)
     for needle in needles:
         assert needle in text, "%s\n--- got:\n%s" % (needle, text)
 
@@ -177,7 +177,7 @@ def test_all_errors_reported_at_once():
     def two(hv):
         hv["ae1"].pop("ocs_internal_ip")
         hv["av1"]["ocs_external_ip"] = "999.1.1.1"
-    _, errors = broken("single_site", two)
+    _ignored, errors = broken("single_site", two)
     assert any(e.startswith("host ae1: ocs_internal_ip") for e in errors)
     assert any(e.startswith("host av1: ocs_external_ip") for e in errors)
 

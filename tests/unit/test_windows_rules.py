@@ -47,13 +47,13 @@ CASES = [(t, h) for t in TOPOLOGIES for h in sorted(windows_hosts(t)[1])]
 
 
 def test_every_topology_has_windows_hosts():
-    assert {t for t, _ in CASES} == set(TOPOLOGIES)
+    assert {t for t, _ignored in CASES} == set(TOPOLOGIES)
 
 
 @pytest.mark.parametrize("topology,host", CASES, ids=["%s__%s" % c for c in CASES])
 def test_golden(topology, host):
     """The exact parameter sets per Windows host. Regenerate: OCS_UPDATE_GOLDEN=1 pytest ..."""
-    _, fws = windows_hosts(topology)
+    _ignored, fws = windows_hosts(topology)
     got = desired(fws[host], name=host)
     path = GOLDEN / ("%s__%s.json" % (topology, host))
     text = json.dumps(got, indent=1, sort_keys=False) + "\n"
@@ -134,7 +134,7 @@ def test_issue_examples_single_site():
 
 
 def test_consolidated_uses_the_per_role_external_address():
-    _, fws = windows_hosts("consolidated")
+    _ignored, fws = windows_hosts("consolidated")
     rules = desired(fws["edge1"], name="edge1")
     by_role = {}
     for p in rules:
@@ -146,7 +146,7 @@ def test_consolidated_uses_the_per_role_external_address():
 
 
 def test_array_members_get_their_own_address_not_the_vip():
-    _, fws = windows_hosts("scaled_single_site")
+    _ignored, fws = windows_hosts("scaled_single_site")
     for host, own_int in (("av1", "172.16.1.51"), ("av2", "172.16.1.52")):
         for p in desired(fws[host], name=host):
             assert p["localip"] in (own_int, own_int.replace("172.16.1", "203.0.113")), (host, p)
@@ -164,7 +164,7 @@ def test_argument_spec_is_the_real_modules():
 @pytest.mark.parametrize("topology,host", CASES, ids=["%s__%s" % c for c in CASES])
 def test_every_parameter_set_validates_against_win_firewall_rule(topology, host):
     validator = ArgumentSpecValidator(documented_spec())
-    _, fws = windows_hosts(topology)
+    _ignored, fws = windows_hosts(topology)
     sets = desired(fws[host], name=host)
     sets += [{"name": p["name"], "state": "absent"} for p in sets]      # what the role sends to remove
     for params in sets:
@@ -177,7 +177,7 @@ def test_every_parameter_set_validates_against_win_firewall_rule(topology, host)
 # ---------------------------------------------------------------- input validation (point 5)
 
 def _fw(**changes):
-    _, fws = windows_hosts("single_site")
+    _ignored, fws = windows_hosts("single_site")
     fw = copy.deepcopy(fws["ae1"])
     fw.update(changes)
     return fw

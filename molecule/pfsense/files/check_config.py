@@ -48,7 +48,7 @@ def separators(filt, rules):
         by_if.setdefault("floatingrules" if kids(rule, "floating") else text(rule, "interface"), []).append(rule)
     for seps in kids(filt, "separator"):
         for ifsep in [c for c in seps.childNodes if c.nodeType == c.ELEMENT_NODE]:
-            on_if = [r for r in by_if.get(ifsep.tagName, [])]
+            on_if = list(by_if.get(ifsep.tagName, []))
             unmanaged = [r for r in on_if if not ours(text(r, "descr"))]
             for sep in [c for c in ifsep.childNodes if c.nodeType == c.ELEMENT_NODE]:
                 if (text(sep, "text") or "").startswith(MARKER):

@@ -46,7 +46,7 @@ COMMIT
 
 
 def sh(ns, argv, data=None):
-    p = subprocess.run(["ip", "netns", "exec", ns] + argv, input=data, capture_output=True, text=True)
+    p = subprocess.run(["ip", "netns", "exec", ns] + argv, input=data, capture_output=True, text=True, check=False)
     if p.returncode:
         raise SystemExit("%s: %s" % (argv, p.stderr))
     return p.stdout
@@ -100,7 +100,7 @@ def main():
         sh(ns, ipt + ["-R", "OCS-EDGE-FWD", n] + I.tokenize(lines[int(n) - 1].replace("--dport 5061", "--dport 5062"))[2:])
         n, lines = rule_no(ns, "OCS-EDGE-FWD", "-d 172.16.1.52/32 -i eth0 -o eth1 -p udp -m udp --dport 3478")
         sh(ns, ipt + ["-R", "OCS-EDGE-FWD", n] + I.tokenize(lines[int(n) - 1].replace("-d 172.16.1.52/32", "-d 172.16.1.53/32"))[2:])
-        n, _ = rule_no(ns, "OCS-EDGE-FWD", "any TCP from the reverse proxy")
+        n, _ignored = rule_no(ns, "OCS-EDGE-FWD", "any TCP from the reverse proxy")
         sh(ns, ipt + ["-D", "OCS-EDGE-FWD", n])
         n, lines = rule_no(ns, "FORWARD", "-j OCS-EDGE-FWD")
         sh(ns, ipt + ["-D", "FORWARD", n])
@@ -127,7 +127,7 @@ def main():
         (HERE / "lab_network.handtyped.save").write_text(save(ns))
     finally:
         for ns in namespaces:
-            subprocess.run(["ip", "netns", "del", ns])
+            subprocess.run(["ip", "netns", "del", ns], check=False)
 
 
 if __name__ == "__main__":
