@@ -194,10 +194,34 @@ def check_comment(comment, name, path, error, max_bytes, tool, why):
     if '"' in comment or "\n" in comment or "\\" in comment:
         raise error("%s: comment %r contains a double quote, backslash or newline, which %s"
                     % (where(name, path), comment, why))
+    # \r, \v, \f, \x1c-\x1f, \x85, U+2028/2029, NUL, tab...: the tools split lines or words on
+    # them (iptables-save cannot read such a comment back), so only printable characters pass.
+    bad = sorted(set(c for c in comment if not c.isprintable()))
+    if bad:
+        raise error("%s: comment %r contains the control/line-separator character(s) %s, which %s"
+                    % (where(name, path), comment, ", ".join(repr(c) for c in bad), why))
     if len(comment.encode("utf-8")) > max_bytes:
         raise error("%s: comment is %d bytes, %s allows at most %d: %r"
                     % (where(name, path), len(comment.encode("utf-8")), tool, max_bytes, comment))
     return comment
+
+
+def printable(text):
+    """``text`` with every non-printable character (newline, NUL, U+2028, ...) escaped as
+    Python does (``\\n``): safe to put on one line of a script or a comment."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
+def check_path(path, name, var, error):
+    """A path written into a boot file or used to write one: absolute, printable, no quote
+    or backslash (nft's include "..." has no escaping), else ``error``."""
+    if not path:
+        return path
+    path = str(path)
+    if not path.startswith("/") or any(not c.isprintable() for c in path) or '"' in path or "\\" in path:
+        raise error("%s: %r must be an absolute path of printable characters without '\"' or '\\'"
+                    % (where(name, var), path))
+    return path
 
 
 def unified(before, after, before_name="live", after_name="desired"):

@@ -25,12 +25,10 @@ __metaclass__ = type
 
 import ipaddress
 import json
-import os
 import re
-import tempfile
 from collections import Counter
 
-from ansible_collections.ocs.edge_firewall.plugins.module_utils import common
+from ansible_collections.ocs.edge_firewall.plugins.module_utils import common, nft_listing
 from ansible_collections.ocs.edge_firewall.plugins.module_utils.common import (  # noqa: F401 (public names)
     merge as _merge, numbered as _numbered, read_text, unified, where as _where, write_atomic,
 )
@@ -285,7 +283,7 @@ def render_script(table_state, table="ocs_edge", header=None):
         raise NftError("table: %r is not a valid nft table name (letter, then letters/digits/_)" % (table,))
     lines = ["#!/usr/sbin/nft -f"]
     for h in (header or []):
-        lines.append("# %s" % h)
+        lines.append("# %s" % common.printable(h))    # a newline in a name must not end the comment
     lines += [
         "# One transaction: create the table if absent, delete it, re-create it in full.",
         "table %s %s {}" % (FAMILY, table),
@@ -353,7 +351,16 @@ def _right_elems(right):
 
 
 def _canon_value(key, right):
-    elems = _right_elems(right)
+    """Canonical value of a match's right side, or None when it is not a plain list of
+    addresses/ports (a named set ``@allow``, a map, an expression): then the match is kept
+    as its JSON text, which never equals a desired match."""
+    try:
+        return _canon_elems(key, _right_elems(right))
+    except (ValueError, TypeError, KeyError, IndexError):
+        return None
+
+
+def _canon_elems(key, elems):
     if key in ADDR_KEYS:
         ivs = []
         for e in elems:
@@ -362,7 +369,7 @@ def _canon_value(key, right):
             elif isinstance(e, dict) and "range" in e:
                 lo, hi = (ipaddress.ip_address(x) for x in e["range"])
                 ivs.append((lo.version, int(lo), int(hi)))
-            elif isinstance(e, str):
+            elif isinstance(e, str) and not e.startswith("@"):
                 ivs.append(_addr_interval(e))
             else:
                 return None
@@ -372,7 +379,7 @@ def _canon_value(key, right):
         for e in elems:
             if isinstance(e, dict) and "range" in e:
                 ivs.append((int(e["range"][0]), int(e["range"][1])))
-            elif isinstance(e, int):
+            elif isinstance(e, int) and not isinstance(e, bool):
                 ivs.append((e, e))
             else:
                 return None
@@ -434,15 +441,31 @@ def parse_rule(obj):
     return rule
 
 
-def parse_live(document, table="ocs_edge"):
-    """``nft -j list table inet <table>`` (parsed JSON) -> normalised table, None if absent."""
+def _object_text(kind, body):
+    """A readable one-line description of a table object the model does not have (set, map, ...)."""
+    rest = {k: v for k, v in body.items() if k not in ("family", "table", "name", "handle")}
+    return "%s %s %s" % (kind, body.get("name", "?"), json.dumps(rest, sort_keys=True)) if rest \
+        else "%s %s" % (kind, body.get("name", "?"))
+
+
+def parse_live(document, table="ocs_edge", flags=None):
+    """``nft -j list table inet <table>`` (parsed JSON) -> normalised table, None if absent.
+
+    ``flags``: the table's flags read from the text listing (nft 1.0.6's JSON cannot be trusted
+    for them); when given, the table is taken as present even without a table object."""
     items = document.get("nftables", []) if isinstance(document, dict) else []
-    found = False
+    found = flags is not None
     chains = {}
-    objects = []
+    objects = ["table flags %s" % ",".join(flags)] if flags else []
     for item in items:
+        if not isinstance(item, dict) or len(item) != 1:
+            objects.append("unreadable item %s" % json.dumps(item, sort_keys=True))
+            continue
         (kind, body), = item.items()
         if kind == "metainfo":
+            continue
+        if not isinstance(body, dict):
+            objects.append("unreadable item %s" % json.dumps(item, sort_keys=True))
             continue
         if body.get("family", FAMILY) != FAMILY:
             continue
@@ -451,9 +474,9 @@ def parse_live(document, table="ocs_edge"):
             continue
         if kind == "table":
             found = True
-            flags = body.get("flags")
-            if flags:
-                objects.append("table flags %s" % ",".join(flags if isinstance(flags, list) else [flags]))
+            tflags = body.get("flags")
+            if tflags and flags is None:
+                objects.append("table flags %s" % ",".join(tflags if isinstance(tflags, list) else [tflags]))
         elif kind == "chain":
             chains[body["name"]] = {"type": body.get("type"), "hook": body.get("hook"),
                                     "prio": body.get("prio"), "policy": body.get("policy"), "rules": []}
@@ -462,7 +485,7 @@ def parse_live(document, table="ocs_edge"):
             chains.setdefault(rule["chain"], {"type": None, "hook": None, "prio": None,
                                               "policy": None, "rules": []})["rules"].append(rule)
         else:
-            objects.append("%s %s" % (kind, body.get("name", json.dumps(body, sort_keys=True))))
+            objects.append(_object_text(kind, body))
     if not found:
         return None
     return {"chains": chains, "objects": objects}
@@ -567,23 +590,28 @@ class Nft:
         return out
 
     def list_tables(self):
-        return live_tables(json.loads(self._call(["-j", "list", "tables"], "listing tables") or "{}"))
+        try:
+            return set(nft_listing.list_tables(self._run, self.nft))
+        except nft_listing.ListingError as exc:
+            raise NftError(str(exc))
 
     def read_table(self, table):
-        """Live table in normalised form, or None when it does not exist."""
-        if (FAMILY, table) not in self.list_tables():
+        """Live table in normalised form, or None when it does not exist. A table nft cannot
+        list as JSON is returned with its text listing as one unreadable object: a difference."""
+        try:
+            got = nft_listing.read_table(self._run, self.nft, FAMILY, table)
+        except nft_listing.ListingError as exc:
+            raise NftError(str(exc))
+        if got is None:
             return None
-        out = self._call(["-j", "list", "table", FAMILY, table], "reading table %s %s" % (FAMILY, table))
-        return parse_live(json.loads(out), table)
+        if got["items"] is None:
+            return {"chains": {}, "objects": ["unreadable table (nft -j list failed), as nft lists it:\n%s"
+                                              % got["text"]], "flags": got["flags"]}
+        return parse_live({"nftables": got["items"]}, table, got["flags"])
 
     def _with_file(self, script, args, what):
-        fd, path = tempfile.mkstemp(prefix="ocs_edge.", suffix=".nft")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(script)
-            rc, out, err = self._run([self.nft] + args + ["-f", path])
-        finally:
-            os.unlink(path)
+        # The script goes through stdin: no temporary file that a killed run could leave behind.
+        rc, out, err = self._run([self.nft] + args + ["-f", "/dev/stdin"], data=script)
         if rc != 0:
             raise NftError("%s: nft rejected the rule set (rc=%s), nothing was changed:\n%s\n--- script ---\n%s"
                            % (what, rc, (err or out).strip(), _numbered(script)))

@@ -204,8 +204,47 @@ persist_path:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.ocs.edge_firewall.plugins.module_utils import common
+from ansible_collections.ocs.edge_firewall.plugins.module_utils import common, foreign, lock, nft_listing
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import nftables as nftlib
+
+
+def _foreign_report(module, firewall, table, result):
+    """Other tables' base chains and NAT against the policy -> fatal messages (fail mode only).
+
+    Fills result["foreign"] (drops/may_drop/accepts) and result["nat"]; warns about the rest."""
+    p = module.params
+
+    def run(argv):
+        return module.run_command(argv)
+    try:
+        tables = nft_listing.read_ruleset(run, module.get_bin_path("nft", required=True),
+                                          skip=((nftlib.FAMILY, table),))
+    except nft_listing.ListingError as exc:
+        return ["reading the other tables failed: %s" % exc]
+    unreadable = ["table %s %s could not be read (nft -j)" % k for k, v in tables.items() if v is None]
+    found = foreign.chain_findings({k: v for k, v in tables.items() if v is not None},
+                                   foreign.policy_flows(firewall), owned=(nftlib.FAMILY, table))
+    nat = foreign.nft_nat_findings({k: v for k, v in tables.items() if v is not None},
+                                   foreign.av_edge_addresses(firewall))
+    result["foreign"] = dict(found, unreadable=unreadable)
+    result["nat"] = nat
+    fatal = []
+    for msg in found["may_drop"] + found["accepts"] + unreadable:
+        module.warn(msg)
+    drops = ["%s (the policy must allow it; nftables drops a packet any base chain on the hook drops)" % m
+             for m in found["drops"]]
+    if p["foreign_check"] == "fail":
+        fatal += drops
+    else:
+        for msg in drops:
+            module.warn(msg)
+    nat_msgs = ["%s; the page says the firewall must not NAT it" % m for m in nat]
+    if p["nat_check"] == "fail":
+        fatal += nat_msgs
+    else:
+        for msg in nat_msgs:
+            module.warn(msg)
+    return fatal
 
 
 def _persist_plan(params, script, table):
@@ -238,6 +277,9 @@ def main():
             table=dict(type="str", default="ocs_edge"),
             persist_path=dict(type="path", default="/etc/nftables.d/ocs_edge.nft"),
             persist_conf=dict(type="path", default="/etc/nftables.conf"),
+            foreign_check=dict(type="str", choices=["fail", "warn"], default="fail"),
+            nat_check=dict(type="str", choices=["fail", "warn"], default="fail"),
+            lock_timeout=dict(type="int", default=120),
         ),
         mutually_exclusive=[("firewall", "rules")],
         supports_check_mode=True,
@@ -253,8 +295,29 @@ def main():
 
     if not nftlib.TABLE_RE.match(table):
         fail("firewall %s: table: %r is not a valid nft table name" % (name, table))
-    nft = nftlib.Nft(module.run_command, module.get_bin_path("nft", required=True))
+    try:
+        for var in ("persist_path", "persist_conf"):
+            common.check_path(p[var], name, var, nftlib.NftError)
+    except nftlib.NftError as exc:
+        fail("%s (nothing was changed)" % exc)
 
+    def run(argv, data=None):
+        if data is None:
+            return module.run_command(argv)
+        return module.run_command(argv, data=data, binary_data=True)
+
+    nft = nftlib.Nft(run, module.get_bin_path("nft", required=True))
+    try:
+        with lock.RunLock(timeout=p["lock_timeout"]):
+            _enforce(module, nft, result, fail)
+    except lock.LockTimeout as exc:
+        fail("firewall %s: %s" % (name, exc))
+
+
+def _enforce(module, nft, result, fail):
+    """Read, compare, check, apply, read back, persist; under the run lock."""
+    p = module.params
+    name, table = p["name"], p["table"]
     try:
         live = nft.read_table(table)
     except nftlib.NftError as exc:
@@ -295,6 +358,11 @@ def main():
     except nftlib.NftError as exc:
         fail("%s (nothing was changed; the previous rule set is still in force)" % exc)
 
+    fatal = _foreign_report(module, firewall, table, result)
+    if fatal:
+        fail("firewall %s: other software's rules contradict the policy (nothing was changed; set "
+             "ocs_foreign_rules_check/ocs_nat_check: warn to only warn):\n%s" % (name, "\n".join(fatal)))
+
     cmp = nftlib.compare(desired, live)
     plan = _persist_plan(p, script, table)
     result.update(created=cmp["created"], removed=cmp["removed"],
@@ -319,20 +387,36 @@ def main():
     if cmp["changed"]:
         try:
             nft.apply(script)
-            after = nft.read_table(table)
         except nftlib.NftError as exc:
             fail("firewall %s: table %s: %s\nThe previous rule set is still in force." % (name, result["table"], exc))
+        applied = ("the new table %s IS IN FORCE (nft -f committed it)" % result["table"])
+        try:
+            after = nft.read_table(table)
+        except nftlib.NftError as exc:
+            fail("firewall %s: %s, but reading it back failed: %s; the persisted file was not written "
+                 "(the boot file still loads the previous rule set)" % (name, applied, exc))
         still = nftlib.compare(desired, after)
         if still["changed"]:
-            fail("firewall %s: table %s was loaded but reads back different from the desired set "
-                 "(created %s, removed %s, updated %s); the persisted file was not written"
-                 % (name, result["table"], still["created"], still["removed"], still["updated"]))
+            fail("firewall %s: %s, but it reads back different from the desired set (created %s, removed %s, "
+                 "updated %s); the persisted file was not written (the boot file still loads the previous "
+                 "rule set)" % (name, applied, still["created"], still["removed"], still["updated"]))
+    _persist(module, plan, fail, cmp["changed"])
+    module.exit_json(**result)
+
+
+def _persist(module, plan, fail, applied):
+    """Write the persisted file(s); a failure says what is in force now and what boots."""
+    name = module.params["name"]
+    done = []
     for path, _old, new, mode, _what in plan:
         try:
             nftlib.write_atomic(path, new, mode)
         except (IOError, OSError) as exc:
-            fail("firewall %s: the table is applied but writing %s failed: %s" % (name, path, exc))
-    module.exit_json(**result)
+            fail("firewall %s: %s; writing %s failed: %s (written before it: %s). At the next boot the "
+                 "previous content of %s is loaded." % (
+                     name, "the new table IS IN FORCE" if applied else "the live table was already as desired",
+                     path, exc, ", ".join(done) or "nothing", path))
+        done.append(path)
 
 
 if __name__ == "__main__":

@@ -247,8 +247,8 @@ def test_nft_rejection_is_atomic_and_explained(netns, tmp_path, fw_int):
     idx = [i for i, l in enumerate(lines) if "t10-f5-out" in l][0]
     lines[idx] = lines[idx].replace("dport 5061", "dport 70000")
     bad = "\n".join(lines) + "\n"
-    runner = N.Nft(lambda argv: (lambda p: (p.returncode, p.stdout, p.stderr))(
-        subprocess.run(["ip", "netns", "exec", ns] + argv, capture_output=True, text=True)))
+    runner = N.Nft(lambda argv, data=None: (lambda p: (p.returncode, p.stdout, p.stderr))(
+        subprocess.run(["ip", "netns", "exec", ns] + argv, input=data, capture_output=True, text=True)))
     with pytest.raises(N.NftError) as err:
         runner.check(bad)
     msg = str(err.value)

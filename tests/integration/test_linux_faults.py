@@ -1,0 +1,313 @@
+"""Linux firewalls under faults (issue #12, the Linux part of #13 and #11): the real modules and
+roles, run by the real ansible-playbook against real nftables/iptables in fresh network
+namespaces (prefix ``ocsflt-``), the way an operator's bad day goes: drift the module cannot
+parse, other software's rules, NAT of the A/V Edge, hostile values, concurrent runs, a deploy
+that would cut the SSH connection.
+
+Needs root, ``ip``, ``nft``, ``iptables``; skipped with the reason otherwise.
+"""
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+
+from netns_harness import (REPO, connect, markers, module_result, netns_fixture, playbook, router_firewall,
+                           router_topology, run, run_ansible, servers, ANSIBLE_PLAYBOOK)
+
+pytestmark = markers("nftables and iptables", ("ip", "nft", "iptables", "iptables-save", "iptables-restore"))
+
+netns = netns_fixture("ocsflt")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def nft(ns, *args, check=True):
+    return run(["ip", "netns", "exec", ns, "nft"] + list(args), check=check)
+
+
+def nft_file(ns, tmp_path, text):
+    path = tmp_path / ("x-%s.nft" % uuid.uuid4().hex[:6])
+    path.write_text(text)
+    return nft(ns, "-f", str(path))
+
+
+def ipt(ns, *args, check=True):
+    return run(["ip", "netns", "exec", ns, "iptables"] + list(args), check=check)
+
+
+def ipt_save(ns, table="filter"):
+    out = run(["ip", "netns", "exec", ns, "iptables-save", "-t", table]).stdout
+    return [l for l in out.splitlines() if not l.startswith("#")]
+
+
+def fw(platform, tag="x0000", **kw):
+    out = router_firewall(platform, tag)
+    out.update(kw)
+    return out
+
+
+AV_RULE = {"id": "central-t20-f12-in", "server_role": "av_edge", "protocol": "udp", "src": None,
+           "dst": ["203.0.113.40"], "sport": None, "dport": ["3478"], "src_zone": "internet",
+           "dst_zone": "perimeter", "chain": "forward",
+           "comment": "ocs central-t20-f12-in table 20 figure 12 av_edge STUN/UDP"}
+
+
+def nft_args(firewall, tmp_path, **kw):
+    args = {"firewall": firewall, "name": "fw-ext", "persist_path": str(tmp_path / "nft" / "ocs_edge.nft"),
+            "persist_conf": str(tmp_path / "nftables.conf")}
+    args.update(kw)
+    return args
+
+
+def ipt_args(firewall, tmp_path, **kw):
+    args = {"firewall": firewall, "name": "fw-int", "persist_path": str(tmp_path / "iptables" / "rules.v4")}
+    args.update(kw)
+    return args
+
+
+def run_module(ns, tmp_path, module, args, **kw):
+    doc, proc = playbook(ns, tmp_path, [{"name": "m", "ocs.edge_firewall.%s" % module: args}], **kw)
+    return module_result(doc), proc
+
+
+def nft_run(ns, tmp_path, args, **kw):
+    return run_module(ns, tmp_path, "nft_ruleset", args, **kw)[0]
+
+
+def ipt_run(ns, tmp_path, args, **kw):
+    return run_module(ns, tmp_path, "iptables_ruleset", args, **kw)[0]
+
+
+# ------------------------------------------------- 1. drift the module could not parse
+
+def test_named_set_rule_in_owned_table_is_drift_and_replaced(netns, tmp_path):
+    ns = netns.first
+    args = nft_args(fw("nftables"), tmp_path)
+    assert nft_run(ns, tmp_path, args)["changed"] is True
+    nft(ns, "add", "set", "inet", "ocs_edge", "allow", "{ type ipv4_addr; elements = { 10.202.1.100 }; }")
+    nft(ns, "insert", "rule", "inet", "ocs_edge", "forward", "ip", "saddr", "@allow", "accept")
+
+    res = nft_run(ns, tmp_path, args, check=True)
+    assert not res.get("failed"), res.get("msg")
+    assert res["changed"] is True
+    assert any("@allow" in r and r.startswith("forward: ") for r in res["removed"]), res["removed"]
+    assert any(r.startswith("set allow") and "10.202.1.100" in r for r in res["removed"]), res["removed"]
+    assert "@allow" in nft(ns, "list", "table", "inet", "ocs_edge").stdout      # check mode touched nothing
+
+    res = nft_run(ns, tmp_path, args)
+    assert res["changed"] is True and not res.get("failed"), res.get("msg")
+    listing = nft(ns, "list", "table", "inet", "ocs_edge").stdout
+    assert "@allow" not in listing and "set allow" not in listing
+    assert nft_run(ns, tmp_path, args)["changed"] is False
+
+
+def test_dormant_table_and_unmodelled_objects_are_drift_and_replaced(netns, tmp_path):
+    ns = netns.first
+    args = nft_args(fw("nftables"), tmp_path)
+    nft_run(ns, tmp_path, args)
+    nft(ns, "add", "table", "inet", "ocs_edge", "{ flags dormant; }")
+    nft(ns, "add", "counter", "inet", "ocs_edge", "sneaky")
+    nft(ns, "add", "map", "inet", "ocs_edge", "m", "{ type ipv4_addr : verdict; }")
+    nft(ns, "add", "chain", "inet", "ocs_edge", "extra")
+    assert "flags dormant" in nft(ns, "list", "table", "inet", "ocs_edge").stdout
+
+    res = nft_run(ns, tmp_path, args, check=True)
+    assert not res.get("failed"), res.get("msg")
+    assert res["changed"] is True
+    removed = "\n".join(res["removed"])
+    for expected in ("table flags dormant", "counter sneaky", "map m", "chain extra"):
+        assert expected in removed, (expected, res["removed"])
+    assert "table flags dormant" in res["diff"][0]["before"]
+
+    res = nft_run(ns, tmp_path, args)
+    assert res["changed"] is True and not res.get("failed"), res.get("msg")
+    listing = nft(ns, "list", "table", "inet", "ocs_edge").stdout
+    assert "dormant" not in listing and "sneaky" not in listing and "chain extra" not in listing
+    assert nft_run(ns, tmp_path, args)["changed"] is False
+
+
+def test_foreign_dormant_table_is_not_a_crash(netns, tmp_path):
+    """nft 1.0.6 prints invalid JSON for any table with flags: a foreign dormant table must not
+    break the run either (its chains are inactive, so it is not reported)."""
+    ns = netns.first
+    nft(ns, "add", "table", "ip", "parked", "{ flags dormant; }")
+    nft(ns, "add", "chain", "ip", "parked", "parkfw", "{ type filter hook forward priority 0; policy drop; }")
+    res = nft_run(ns, tmp_path, nft_args(fw("nftables"), tmp_path))
+    assert res["changed"] is True and not res.get("failed"), res.get("msg")
+    assert not res["foreign"]["drops"]
+
+
+# ------------------------------------------- 4. other software's rules undo the policy
+
+def test_iptables_nft_forward_policy_drop_is_reported_and_fails(netns, tmp_path):
+    ns = netns.first
+    args = nft_args(fw("nftables"), tmp_path)
+    assert nft_run(ns, tmp_path, args)["changed"] is True
+    ipt(ns, "-P", "FORWARD", "DROP")          # what dockerd does
+
+    res = nft_run(ns, tmp_path, args, check=True)
+    assert res.get("failed") is True
+    assert "table ip filter chain FORWARD" in res["msg"] and "policy drop" in res["msg"], res["msg"]
+    assert "central-t18-f5-out" in res["msg"]
+    res = nft_run(ns, tmp_path, args)
+    assert res.get("failed") is True and "table ip filter chain FORWARD" in res["msg"]
+
+    res = nft_run(ns, tmp_path, dict(args, foreign_check="warn"), check=True)
+    assert not res.get("failed"), res.get("msg")
+    assert any("table ip filter chain FORWARD" in d for d in res["foreign"]["drops"])
+    assert any("table ip filter chain FORWARD" in w for w in res.get("warnings", []))
+
+
+def test_foreign_rule_dropping_a_flow_is_named_and_accepting_chain_is_reported(netns, tmp_path):
+    ns = netns.first
+    nft_file(ns, tmp_path, """
+table inet other {
+	chain ofwd {
+		type filter hook forward priority 10; policy accept;
+		ip daddr 172.16.1.31 tcp dport 5061 drop comment "blocks the seed"
+	}
+	chain inp {
+		type filter hook input priority 10; policy accept;
+		ip saddr 192.0.2.0/24 drop
+	}
+}
+""")
+    res = nft_run(ns, tmp_path, nft_args(fw("nftables"), tmp_path), check=True)
+    assert res.get("failed") is True
+    assert 'table inet other chain ofwd' in res["msg"] and "blocks the seed" in res["msg"], res["msg"]
+    assert "chain inp" not in res["msg"]           # does not touch the management flow (10.10.1.10/32)
+
+
+def test_fail2ban_like_set_is_a_warning_not_a_failure(netns, tmp_path):
+    ns = netns.first
+    nft_file(ns, tmp_path, """
+table inet f2b {
+	set banned { type ipv4_addr; elements = { 192.0.2.66 } }
+	chain input {
+		type filter hook input priority -1; policy accept;
+		ip saddr @banned drop
+	}
+}
+""")
+    res = nft_run(ns, tmp_path, nft_args(fw("nftables"), tmp_path))
+    assert res["changed"] is True and not res.get("failed"), res.get("msg")
+    assert any("inet f2b" in m and "may drop" in m for m in res["foreign"]["may_drop"]), res["foreign"]
+
+
+# ------------------------------------------------------------- 6. NAT of the A/V Edge
+
+def test_masquerade_of_av_edge_address_stops_the_deploy(netns, tmp_path):
+    ns = netns.first
+    firewall = fw("nftables", rules=[AV_RULE])
+    nft_file(ns, tmp_path, """
+table ip natted {
+	chain post {
+		type nat hook postrouting priority 100; policy accept;
+		ip saddr 203.0.113.32/28 masquerade comment "hides the AV edge"
+	}
+}
+""")
+    res = nft_run(ns, tmp_path, nft_args(firewall, tmp_path), check=True)
+    assert res.get("failed") is True
+    assert "table ip natted chain post" in res["msg"] and "hides the AV edge" in res["msg"], res["msg"]
+    assert "203.0.113.40" in res["msg"]
+    res = nft_run(ns, tmp_path, nft_args(firewall, tmp_path))
+    assert res.get("failed") is True
+    assert nft(ns, "list", "tables").stdout.count("ocs_edge") == 0        # nothing applied
+    res = nft_run(ns, tmp_path, nft_args(firewall, tmp_path, nat_check="warn"))
+    assert not res.get("failed") and res["changed"] is True
+    assert any("hides the AV edge" in n for n in res["nat"])
+
+
+def test_masquerade_not_matching_av_edge_is_ignored(netns, tmp_path):
+    ns = netns.first
+    nft_file(ns, tmp_path, """
+table ip natted {
+	chain post {
+		type nat hook postrouting priority 100; policy accept;
+		ip saddr 10.0.0.0/8 masquerade
+	}
+}
+""")
+    res = nft_run(ns, tmp_path, nft_args(fw("nftables", rules=[AV_RULE]), tmp_path))
+    assert not res.get("failed"), res.get("msg")
+    assert res["nat"] == []
+
+
+def test_iptables_nat_of_av_edge_is_detected(netns, tmp_path):
+    ns = netns.first
+    ipt(ns, "-t", "nat", "-A", "POSTROUTING", "-s", "203.0.113.40", "-j", "SNAT", "--to-source", "198.51.100.1")
+    ipt(ns, "-t", "nat", "-A", "POSTROUTING", "-s", "10.0.0.0/8", "-j", "MASQUERADE")
+    res = ipt_run(ns, tmp_path, ipt_args(fw("iptables", rules=[AV_RULE]), tmp_path), check=True)
+    assert res.get("failed") is True
+    assert "table nat chain POSTROUTING" in res["msg"] and "SNAT" in res["msg"], res["msg"]
+    assert "MASQUERADE" not in res["msg"]
+    res = ipt_run(ns, tmp_path, ipt_args(fw("iptables", rules=[AV_RULE]), tmp_path, nat_check="warn"))
+    assert not res.get("failed") and res["changed"] is True
+
+
+# ------------------------------------------------------------- 7. hostile values
+
+def test_name_with_newline_cannot_inject_into_the_script(netns, tmp_path):
+    ns = netns.first
+    nft(ns, "add", "table", "ip", "keepme")
+    res = nft_run(ns, tmp_path, nft_args(fw("nftables"), tmp_path, name="fw\nflush ruleset\n"))
+    assert res["changed"] is True and not res.get("failed"), res.get("msg")
+    assert "table ip keepme" in nft(ns, "list", "tables").stdout
+    assert "\nflush ruleset" not in res["script"] and "fw\\nflush ruleset" in res["script"]
+
+
+@pytest.mark.parametrize("bad", ['/tmp/x"\ninclude "/etc/shadow', "/tmp/a\nflush ruleset", "relative/path"])
+def test_persist_paths_with_quote_or_newline_are_refused(netns, tmp_path, bad):
+    ns = netns.first
+    for var in ("persist_path", "persist_conf"):
+        res = nft_run(ns, tmp_path, nft_args(fw("nftables"), tmp_path, **{var: bad}))
+        assert res.get("failed") is True and var in res["msg"], res
+    assert "ocs_edge" not in nft(ns, "list", "tables").stdout
+    res = ipt_run(ns, tmp_path, ipt_args(fw("iptables"), tmp_path, persist_path=bad))
+    assert res.get("failed") is True and "persist_path" in res["msg"]
+
+
+@pytest.mark.parametrize("char", ["\r", "\v", "\f", "\x1c", "\x85", "\u2028", "\x00", "\t"])
+def test_comment_characters_iptables_save_cannot_round_trip_are_refused(netns, tmp_path, char):
+    ns = netns.first
+    rule = dict(router_firewall("iptables", "x0000")["rules"][0], comment="ocs t18 f5%sevil" % char)
+    res = ipt_run(ns, tmp_path, ipt_args(fw("iptables", rules=[rule]), tmp_path))
+    assert res.get("failed") is True
+    assert "comment" in res["msg"] and "rules[0]" in res["msg"], res["msg"]
+    assert "still in force" not in res["msg"] or "nothing was changed" in res["msg"]
+    assert not any("OCS-EDGE" in l for l in ipt_save(ns))       # refused before anything was applied
+    res = nft_run(ns, tmp_path, nft_args(fw("nftables", rules=[rule]), tmp_path))
+    assert res.get("failed") is True and "comment" in res["msg"]
+
+
+# ------------------------------------------------------- 5. truth, temp files, conntrack
+
+def test_no_temporary_script_files_are_left(netns, tmp_path):
+    ns = netns.first
+    before = set(glob.glob("/tmp/ocs_edge.*"))
+    args = nft_args(fw("nftables"), tmp_path)
+    nft_run(ns, tmp_path, args)
+    nft(ns, "add", "rule", "inet", "ocs_edge", "forward", "accept")
+    nft_run(ns, tmp_path, args)
+    assert set(glob.glob("/tmp/ocs_edge.*")) - before == set()
+
+
+def test_failure_after_commit_says_the_new_rules_are_in_force(netns, tmp_path):
+    ns = netns.first
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where a directory must be")
+    res = nft_run(ns, tmp_path, nft_args(fw("nftables"), tmp_path, persist_path=str(blocker / "ocs_edge.nft")))
+    assert res.get("failed") is True
+    assert "IS IN FORCE" in res["msg"] and "still in force" not in res["msg"], res["msg"]
+    assert "ocs_edge" in nft(ns, "list", "tables").stdout
+    res = ipt_run(ns, tmp_path, ipt_args(fw("iptables"), tmp_path, persist_path=str(blocker / "rules.v4")))
+    assert res.get("failed") is True
+    assert "IS IN FORCE" in res["msg"] and "still in force" not in res["msg"], res["msg"]
