@@ -638,8 +638,14 @@ class Ipt:
                            % (self.save, TABLE, rc, (err or out).strip()))
         return parse_save(out, prefix), out
 
+    def read_nat(self):
+        """``iptables-save -t nat`` text ('' when the nat table cannot be read)."""
+        rc, out, _err = self._run([self.save, "-t", "nat"])
+        return out if rc == 0 else ""
+
     def _restore(self, script, test, what):
-        argv = [self.restore, "--noflush"] + (["--test"] if test else [])
+        # -w: wait for the xtables lock (legacy backend) instead of failing on a concurrent call
+        argv = [self.restore, "-w", "30", "--noflush"] + (["--test"] if test else [])
         rc, out, err = self._run(argv, data=script)
         if rc != 0:
             raise IptError("%s: iptables-restore rejected the transaction (rc=%s), nothing was changed:\n%s\n"

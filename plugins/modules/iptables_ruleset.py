@@ -218,8 +218,20 @@ persist_path:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.ocs.edge_firewall.plugins.module_utils import common
+from ansible_collections.ocs.edge_firewall.plugins.module_utils import common, foreign, lock
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import iptables as iptlib
+
+
+def _nat_report(module, ipt, firewall, result):
+    """NAT of the A/V Edge's address in the iptables nat table -> fatal messages (fail mode)."""
+    nat = foreign.ipt_nat_findings(ipt.read_nat(), foreign.av_edge_addresses(firewall))
+    result["nat"] = nat
+    msgs = ["%s; the page says the firewall must not NAT it" % m for m in nat]
+    if module.params["nat_check"] == "fail":
+        return msgs
+    for msg in msgs:
+        module.warn(msg)
+    return []
 
 
 def _persist_plan(params, desired, prefix):
@@ -245,6 +257,8 @@ def main():
         argument_spec=common.ruleset_argument_spec(
             chain_prefix=dict(type="str", default="OCS-EDGE"),
             persist_path=dict(type="path", default="/etc/iptables/rules.v4"),
+            nat_check=dict(type="str", choices=["fail", "warn"], default="fail"),
+            lock_timeout=dict(type="int", default=120),
         ),
         mutually_exclusive=[("firewall", "rules")],
         supports_check_mode=True,
@@ -260,8 +274,9 @@ def main():
 
     try:
         result["chains"] = sorted(iptlib.chain_names(prefix).values())
+        common.check_path(p["persist_path"], name, "persist_path", iptlib.IptError)
     except iptlib.IptError as exc:
-        fail("firewall %s: %s" % (name, exc))
+        fail("firewall %s: %s (nothing was changed)" % (name, exc))
 
     def run(argv, data=None):
         if data is None:
@@ -270,6 +285,17 @@ def main():
 
     ipt = iptlib.Ipt(run, module.get_bin_path("iptables-save", required=True),
                      module.get_bin_path("iptables-restore", required=True))
+    try:
+        with lock.RunLock(timeout=p["lock_timeout"]):
+            _enforce(module, ipt, result, fail)
+    except lock.LockTimeout as exc:
+        fail("firewall %s: %s" % (name, exc))
+
+
+def _enforce(module, ipt, result, fail):
+    """Read, compare, check, apply, read back, persist; under the run lock."""
+    p = module.params
+    name, prefix = p["name"], p["chain_prefix"]
     try:
         live, _raw = ipt.read(prefix)
     except iptlib.IptError as exc:
@@ -314,6 +340,11 @@ def main():
     except iptlib.IptError as exc:
         fail("%s (nothing was changed; the previous rule set is still in force)" % exc)
 
+    fatal = _nat_report(module, ipt, firewall, result)
+    if fatal:
+        fail("firewall %s: NAT of the A/V Edge's address (nothing was changed; set ocs_nat_check: warn to "
+             "only warn):\n%s" % (name, "\n".join(fatal)))
+
     cmp = iptlib.compare(desired, live)
     try:
         plan = _persist_plan(p, desired, prefix)
@@ -343,19 +374,26 @@ def main():
     if cmp["changed"]:
         try:
             ipt.apply(transaction)
-            after, _raw = ipt.read(prefix)
         except iptlib.IptError as exc:
             fail("firewall %s: %s\nThe previous rule set is still in force." % (name, exc))
+        applied = "the new owned chains ARE IN FORCE (iptables-restore committed them)"
+        try:
+            after, _raw = ipt.read(prefix)
+        except iptlib.IptError as exc:
+            fail("firewall %s: %s, but reading them back failed: %s; the persisted file was not written (the "
+                 "boot file still restores the previous rule set)" % (name, applied, exc))
         still = iptlib.compare(desired, after)
         if still["changed"]:
-            fail("firewall %s: the owned chains were loaded but read back different from the desired set "
-                 "(created %s, removed %s, updated %s); the persisted file was not written"
-                 % (name, still["created"], still["removed"], still["updated"]))
+            fail("firewall %s: %s, but they read back different from the desired set (created %s, removed %s, "
+                 "updated %s); the persisted file was not written (the boot file still restores the previous "
+                 "rule set)" % (name, applied, still["created"], still["removed"], still["updated"]))
     for path, _old, new, _what in plan:
         try:
             iptlib.write_atomic(path, new)
         except (IOError, OSError) as exc:
-            fail("firewall %s: the rules are applied but writing %s failed: %s" % (name, path, exc))
+            fail("firewall %s: %s; writing %s failed: %s. At the next boot the previous content of %s is "
+                 "restored." % (name, "the new owned chains ARE IN FORCE" if cmp["changed"] else
+                                "the live rules were already as desired", path, exc, path))
     module.exit_json(**result)
 
 

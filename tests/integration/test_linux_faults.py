@@ -264,9 +264,10 @@ def test_name_with_newline_cannot_inject_into_the_script(netns, tmp_path):
     assert "\nflush ruleset" not in res["script"] and "fw\\nflush ruleset" in res["script"]
 
 
-@pytest.mark.parametrize("bad", ['/tmp/x"\ninclude "/etc/shadow', "/tmp/a\nflush ruleset", "relative/path"])
+@pytest.mark.parametrize("bad", ['/x"\ninclude "/etc/shadow', "/a\nflush ruleset", "/a\\b", None])
 def test_persist_paths_with_quote_or_newline_are_refused(netns, tmp_path, bad):
     ns = netns.first
+    bad = "relative/path" if bad is None else str(tmp_path) + bad
     for var in ("persist_path", "persist_conf"):
         res = nft_run(ns, tmp_path, nft_args(fw("nftables"), tmp_path, **{var: bad}))
         assert res.get("failed") is True and var in res["msg"], res
@@ -310,4 +311,42 @@ def test_failure_after_commit_says_the_new_rules_are_in_force(netns, tmp_path):
     assert "ocs_edge" in nft(ns, "list", "tables").stdout
     res = ipt_run(ns, tmp_path, ipt_args(fw("iptables"), tmp_path, persist_path=str(blocker / "rules.v4")))
     assert res.get("failed") is True
-    assert "IS IN FORCE" in res["msg"] and "still in force" not in res["msg"], res["msg"]
+    assert "ARE IN FORCE" in res["msg"] and "still in force" not in res["msg"], res["msg"]
+    assert any("OCS-EDGE-FWD" in l for l in ipt_save(ns))
+
+
+# --------------------------------------------------------------- 4. concurrency
+
+def test_two_concurrent_iptables_runs_leave_one_jump_per_chain(netns, tmp_path):
+    ns = netns.first
+    args = ipt_args(fw("iptables"), tmp_path)
+    results = []
+
+    def one():
+        results.append(ipt_run(ns, tmp_path, args))
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(not r.get("failed") for r in results), [r.get("msg") for r in results]
+    lines = ipt_save(ns)
+    assert len([l for l in lines if l.startswith("-A INPUT") and "OCS-EDGE-IN" in l]) == 1, lines
+    assert len([l for l in lines if l.startswith("-A FORWARD") and "OCS-EDGE-FWD" in l]) == 1, lines
+    assert sorted(r["changed"] for r in results) == [False, True]
+
+
+def test_a_held_lock_makes_the_run_wait_then_fail_cleanly(netns, tmp_path):
+    import fcntl
+    from ansible_collections.ocs.edge_firewall.plugins.module_utils import lock
+    ns = netns.first
+    with open(lock.default_path(), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        started = time.time()
+        res = nft_run(ns, tmp_path, nft_args(fw("nftables"), tmp_path, lock_timeout=2))
+        waited = time.time() - started
+    assert res.get("failed") is True and "another ocs.edge_firewall run holds" in res["msg"], res
+    assert waited >= 2
+    assert "ocs_edge" not in nft(ns, "list", "tables").stdout
+    res = nft_run(ns, tmp_path, nft_args(fw("nftables"), tmp_path, lock_timeout=2))
+    assert res["changed"] is True and not res.get("failed")
