@@ -218,8 +218,33 @@ persist_path:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.ocs.edge_firewall.plugins.module_utils import common, foreign, lock
+from ansible_collections.ocs.edge_firewall.plugins.module_utils import common, conntrack, foreign, lock
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import iptables as iptlib
+
+
+_HOOK = {"IN": "input", "FWD": "forward", "OUT": "output"}
+
+
+def _conntrack_flush(module, live, desired, result):
+    """Delete (check mode: list) the conntrack entries only the removed ACCEPT rules allowed."""
+    if not module.params["conntrack_flush"]:
+        return
+    hooks = {c: _HOOK[k] for k, c in iptlib.chain_names(module.params["chain_prefix"]).items()}
+    want = set(r["key"] for rs in desired["chains"].values() for r in rs)
+    removed = [(hooks[c], conntrack.ipt_rule(r)) for c, rs in live["chains"].items() for r in rs
+               if r["key"] not in want and (r["key"][1] or "").startswith("ACCEPT")]
+    if not removed:
+        return
+    binary = module.get_bin_path("conntrack")
+    if binary is None:
+        module.warn("conntrack is not installed: connections the removed ACCEPT rules let in stay until "
+                    "their conntrack entries time out")
+        return
+    keep = [(hooks[c], conntrack.ipt_rule(r)) for c, rs in desired["chains"].items() for r in rs]
+    flows, error = conntrack.flush(module.run_command, binary, removed, keep, module.check_mode)
+    if error:
+        module.warn(error)
+    result["conntrack_deleted"] = flows
 
 
 def _nat_report(module, ipt, firewall, result):
@@ -259,6 +284,7 @@ def main():
             persist_path=dict(type="path", default="/etc/iptables/rules.v4"),
             nat_check=dict(type="str", choices=["fail", "warn"], default="fail"),
             lock_timeout=dict(type="int", default=120),
+            conntrack_flush=dict(type="bool", default=True),
         ),
         mutually_exclusive=[("firewall", "rules")],
         supports_check_mode=True,
@@ -369,6 +395,8 @@ def _enforce(module, ipt, result, fail):
         except iptlib.IptError as exc:
             fail("firewall %s: %s\nThe previous rule set is still in force." % (name, exc))
     if module.check_mode or not result["changed"]:
+        if module.check_mode and cmp["changed"]:
+            _conntrack_flush(module, live, desired, result)
         module.exit_json(**result)
 
     if cmp["changed"]:
@@ -387,6 +415,7 @@ def _enforce(module, ipt, result, fail):
             fail("firewall %s: %s, but they read back different from the desired set (created %s, removed %s, "
                  "updated %s); the persisted file was not written (the boot file still restores the previous "
                  "rule set)" % (name, applied, still["created"], still["removed"], still["updated"]))
+        _conntrack_flush(module, live, desired, result)
     for path, _old, new, _what in plan:
         try:
             iptlib.write_atomic(path, new)

@@ -204,8 +204,29 @@ persist_path:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.ocs.edge_firewall.plugins.module_utils import common, foreign, lock, nft_listing
+from ansible_collections.ocs.edge_firewall.plugins.module_utils import common, conntrack, foreign, lock, nft_listing
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import nftables as nftlib
+
+
+def _conntrack_flush(module, live, desired, result):
+    """Delete (check mode: list) the conntrack entries only the removed accept rules allowed."""
+    if not module.params["conntrack_flush"] or not live:
+        return
+    want = set(nftlib.rule_key(r) for c in desired["chains"].values() for r in c["rules"])
+    removed = [(c, r) for c, chain in live["chains"].items() for r in chain["rules"]
+               if nftlib.rule_key(r) not in want and r["verdict"] == "accept"]
+    if not removed:
+        return
+    binary = module.get_bin_path("conntrack")
+    if binary is None:
+        module.warn("conntrack is not installed: connections the removed accept rules let in stay until "
+                    "their conntrack entries time out")
+        return
+    keep = [(c, r) for c, chain in desired["chains"].items() for r in chain["rules"]]
+    flows, error = conntrack.flush(module.run_command, binary, removed, keep, module.check_mode)
+    if error:
+        module.warn(error)
+    result["conntrack_deleted"] = flows
 
 
 def _foreign_report(module, firewall, table, result):
@@ -280,6 +301,7 @@ def main():
             foreign_check=dict(type="str", choices=["fail", "warn"], default="fail"),
             nat_check=dict(type="str", choices=["fail", "warn"], default="fail"),
             lock_timeout=dict(type="int", default=120),
+            conntrack_flush=dict(type="bool", default=True),
         ),
         mutually_exclusive=[("firewall", "rules")],
         supports_check_mode=True,
@@ -382,6 +404,8 @@ def _enforce(module, nft, result, fail):
         except nftlib.NftError as exc:
             fail("firewall %s: table %s: %s\nThe previous rule set is still in force." % (name, result["table"], exc))
     if module.check_mode or not result["changed"]:
+        if module.check_mode and cmp["changed"]:
+            _conntrack_flush(module, live, desired, result)
         module.exit_json(**result)
 
     if cmp["changed"]:
@@ -400,6 +424,7 @@ def _enforce(module, nft, result, fail):
             fail("firewall %s: %s, but it reads back different from the desired set (created %s, removed %s, "
                  "updated %s); the persisted file was not written (the boot file still loads the previous "
                  "rule set)" % (name, applied, still["created"], still["removed"], still["updated"]))
+        _conntrack_flush(module, live, desired, result)
     _persist(module, plan, fail, cmp["changed"])
     module.exit_json(**result)
 

@@ -338,7 +338,8 @@ def _interfaces(value, side, platform, where, chk):
 
 def _management(hv, platform, where, chk):
     nets = hv.get("ocs_management_networks")
-    ports = _host_value(hv, "ocs_management_ports", [22])
+    # default: the port Ansible itself uses to reach the firewall, so the deploy cannot cut it
+    ports = _host_value(hv, "ocs_management_ports", [_host_value(hv, "ansible_port", 22)])
     sources = []
     if nets is None or nets == []:
         if platform in ("nftables", "iptables"):

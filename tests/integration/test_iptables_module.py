@@ -432,7 +432,8 @@ def test_role_one_module_call_check_and_diff(netns, tmp_path, fw_int):
     ns = netns.first
     tasks = [{"name": "role", "ansible.builtin.include_role": {"name": "ocs.edge_firewall.iptables"}}]
     extra = {"ocs_firewall": fw_int, "ocs_firewall_name": "fw-int",
-             "ocs_iptables_persist_path": str(tmp_path / "d" / "rules.v4")}
+             "ocs_iptables_persist_path": str(tmp_path / "d" / "rules.v4"),
+             "ocs_iptables_boot_loader": False}     # not the distribution's file; no init on the test machine
     doc, proc = playbook(ns, tmp_path, tasks, check=True, extra_vars=extra)
     assert proc.returncode == 0, proc.stdout[-3000:]
     calls = [t for t in doc["plays"][0]["tasks"] if "Enforce the rule set in the owned chains" in t["task"]["name"]]
@@ -454,7 +455,8 @@ def test_deploy_playbook_on_single_site_fw_int(netns, tmp_path):
     limited to fw-int, run inside the namespace."""
     ns = netns.first
     before = add_others(ns)
-    argv = deploy_argv(ns, "single_site", "fw-int", ["ocs_iptables_persist_path=%s" % (tmp_path / "rules.v4")])
+    argv = deploy_argv(ns, "single_site", "fw-int", ["ocs_iptables_persist_path=%s" % (tmp_path / "rules.v4"),
+                                                    "ocs_iptables_boot_loader=false"])
     doc, proc = run_ansible(argv)
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert doc["stats"]["fw-int"]["changed"] >= 1

@@ -350,3 +350,175 @@ def test_a_held_lock_makes_the_run_wait_then_fail_cleanly(netns, tmp_path):
     assert "ocs_edge" not in nft(ns, "list", "tables").stdout
     res = nft_run(ns, tmp_path, nft_args(fw("nftables"), tmp_path, lock_timeout=2))
     assert res["changed"] is True and not res.get("failed")
+
+
+# ------------------------------------------------------------------ 5. conntrack
+
+def _entries(ns, dport):
+    out = run(["ip", "netns", "exec", ns, "conntrack", "-L", "-p", "tcp", "--dport", str(dport)], check=False).stdout
+    return [l for l in out.splitlines() if "dport=%d" % dport in l]
+
+
+@pytest.mark.skipif(shutil.which("conntrack") is None, reason="needs conntrack")
+@pytest.mark.parametrize("platform", ["nftables", "iptables"])
+def test_correction_deletes_conntrack_entries_of_flows_no_longer_allowed(netns, tmp_path, platform):
+    router, client, server, tag = router_topology(netns)
+    firewall = router_firewall(platform, tag)
+    module = "nft_ruleset" if platform == "nftables" else "iptables_ruleset"
+    args = (nft_args if platform == "nftables" else ipt_args)(firewall, tmp_path)
+    with servers(((server, ["5061", "5062"]),)):
+        assert run_module(router, tmp_path, module, args)[0]["changed"] is True
+        if platform == "nftables":
+            nft(router, "insert", "rule", "inet", "ocs_edge", "forward", "ip", "daddr", "172.16.1.31",
+                "tcp", "dport", "5062", "accept")
+        else:
+            ipt(router, "-I", "OCS-EDGE-FWD", "3", "-d", "172.16.1.31", "-p", "tcp", "--dport", "5062", "-j", "ACCEPT")
+        assert connect(client, "172.16.1.31", 5062) == "ok"        # the rogue allow works
+        assert connect(client, "172.16.1.31", 5061) == "ok"
+        assert _entries(router, 5062) and _entries(router, 5061)
+
+        res = run_module(router, tmp_path, module, args, check=True)[0]
+        assert any(":5062" in f for f in res["conntrack_deleted"]), res
+        assert _entries(router, 5062)                              # check mode deletes nothing
+
+        res = run_module(router, tmp_path, module, dict(args, conntrack_flush=False))[0]
+        assert res["changed"] is True and "conntrack_deleted" not in res
+        assert _entries(router, 5062)                              # kept on request
+
+        if platform == "nftables":
+            nft(router, "insert", "rule", "inet", "ocs_edge", "forward", "ip", "daddr", "172.16.1.31",
+                "tcp", "dport", "5062", "accept")
+        else:
+            ipt(router, "-I", "OCS-EDGE-FWD", "3", "-d", "172.16.1.31", "-p", "tcp", "--dport", "5062", "-j", "ACCEPT")
+        res = run_module(router, tmp_path, module, args)[0]
+        assert res["changed"] is True and any(":5062" in f for f in res["conntrack_deleted"]), res
+        assert not any(":5061" in f for f in res["conntrack_deleted"])
+        assert not _entries(router, 5062)
+        assert _entries(router, 5061)                              # still allowed: kept
+        assert connect(client, "172.16.1.31", 5062).startswith("blocked")
+
+
+# ------------------------------------------------------------- 2. lockout guard (real sshd)
+
+SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+
+
+def _ssh_lab(netns, tmp_path):
+    """ctl (10.77.<n>.2) -- fw (10.77.<n>.1, sshd on port 2222): -> (ctl, fw, inventory path)."""
+    fwns, ctl = netns.first, netns()
+    tag = uuid.uuid4().hex[:5]
+    net = "10.77.%d" % (int(tag, 16) % 250)
+    run(["ip", "link", "add", "c" + tag, "netns", ctl, "type", "veth", "peer", "name", "f" + tag, "netns", fwns])
+    run(["ip", "-n", ctl, "addr", "add", net + ".2/24", "dev", "c" + tag])
+    run(["ip", "-n", fwns, "addr", "add", net + ".1/24", "dev", "f" + tag])
+    run(["ip", "-n", ctl, "link", "set", "c" + tag, "up"])
+    run(["ip", "-n", fwns, "link", "set", "f" + tag, "up"])
+    key = tmp_path / "id_ed25519"
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)])
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "hostkey")])
+    auth = tmp_path / "authorized_keys"
+    auth.write_text((tmp_path / "id_ed25519.pub").read_text())
+    os.chmod(auth, 0o600)
+    cfg = tmp_path / "sshd_config"
+    cfg.write_text("Port 2222\nListenAddress %s.1\nHostKey %s\nPidFile %s\nAuthorizedKeysFile %s\n"
+                   "PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+                   "UsePAM no\nStrictModes no\nAcceptEnv LANG\n"
+                   % (net, tmp_path / "hostkey", tmp_path / "sshd.pid", auth))
+    os.makedirs("/run/sshd", exist_ok=True)
+    proc = subprocess.Popen(["ip", "netns", "exec", fwns, SSHD, "-D", "-e", "-f", str(cfg)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    inv = tmp_path / "hosts.yml"
+    inv.write_text(json.dumps({"all": {"hosts": {"fw": {
+        "ansible_host": net + ".1", "ansible_port": 2222, "ansible_user": "root",
+        "ansible_ssh_private_key_file": str(key), "ansible_python_interpreter": sys.executable,
+        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+                                   "-o ControlMaster=no -o ControlPath=none"}}}}))
+    for _ in range(50):
+        if run(["ip", "netns", "exec", fwns, "ss", "-ltn"], check=False).stdout.count(":2222"):
+            break
+        time.sleep(0.1)
+    return ctl, fwns, inv, net, proc
+
+
+def _role_over_ssh(ctl, tmp_path, inv, firewall, **extra):
+    book = [{"hosts": "fw", "gather_facts": False, "roles": [{"role": "ocs.edge_firewall.nftables"}]}]
+    path = tmp_path / ("play-%s.yml" % uuid.uuid4().hex[:6])
+    path.write_text(json.dumps(book))
+    evars = dict({"ocs_firewall": firewall, "ocs_firewall_name": "fw-ext",
+                  "ocs_nftables_persist_path": str(tmp_path / "p" / "ocs_edge.nft"),
+                  "ocs_nftables_persist_conf": str(tmp_path / "nftables.conf"),
+                  "ocs_nftables_boot_loader": False}, **extra)
+    vpath = tmp_path / ("vars-%s.json" % uuid.uuid4().hex[:6])
+    vpath.write_text(json.dumps(evars))
+    doc, proc = run_ansible(["ip", "netns", "exec", ctl, ANSIBLE_PLAYBOOK, "-i", str(inv), str(path),
+                             "-e", "@%s" % vpath])
+    return doc, proc
+
+
+@pytest.mark.skipif(not os.path.exists(SSHD) or shutil.which("ssh-keygen") is None, reason="needs openssh-server")
+def test_deploy_that_would_cut_the_ssh_connection_is_refused(netns, tmp_path):
+    ctl, fwns, inv, net, sshd = _ssh_lab(netns, tmp_path)
+    try:
+        cut = fw("nftables", management={"sources": ["192.0.2.0/24"], "ports": ["2222"]})
+        doc, proc = _role_over_ssh(ctl, tmp_path, inv, cut)
+        assert proc.returncode != 0
+        msg = json.dumps(doc)
+        assert "%s.2" % net in msg and "2222" in msg and "ocs_management_networks" in msg, msg[-3000:]
+        assert "ocs_allow_management_lockout" in msg
+        assert "ocs_edge" not in nft(fwns, "list", "tables").stdout            # nothing applied
+
+        wrong_port = fw("nftables", management={"sources": [net + ".0/24"], "ports": ["22"]})
+        doc, proc = _role_over_ssh(ctl, tmp_path, inv, wrong_port)
+        msg = json.dumps(doc)
+        assert proc.returncode != 0 and "TCP port 2222" in msg and "ocs_management_ports" in msg
+
+        good = fw("nftables", management={"sources": [net + ".0/24"], "ports": ["2222"]})
+        doc, proc = _role_over_ssh(ctl, tmp_path, inv, good)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        assert "ocs_edge" in nft(fwns, "list", "tables").stdout
+        doc, proc = _role_over_ssh(ctl, tmp_path, inv, good)                   # SSH still reaches it
+        assert proc.returncode == 0
+
+        doc, proc = _role_over_ssh(ctl, tmp_path, inv, cut, ocs_allow_management_lockout=True)
+        assert proc.returncode == 0, proc.stdout[-3000:]                       # applied on request
+        assert "192.0.2.0/24" in nft(fwns, "list", "table", "inet", "ocs_edge").stdout
+        doc, proc = _role_over_ssh(ctl, tmp_path, inv, good)                   # and now it is locked out
+        assert proc.returncode != 0 and '"unreachable": true' in json.dumps(doc).lower(), proc.stdout[-2000:]
+    finally:
+        sshd.kill()
+        sshd.wait()
+
+
+def test_management_port_defaults_to_ansible_port():
+    from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.policy import build_policy
+    from inventory_loader import example
+    inventory = example("single_site")
+    inventory["fw-int"]["ansible_port"] = 2222
+    firewalls = build_policy(inventory)["firewalls"]
+    assert firewalls["fw-int"]["management"]["ports"] == ["2222"]
+    inventory["fw-int"]["ocs_management_ports"] = [22, 2222]
+    assert build_policy(inventory)["firewalls"]["fw-int"]["management"]["ports"] == ["22", "2222"]
+
+
+# ---------------------------------------------------------------- 3. boot loader
+
+def test_role_fails_clearly_where_the_boot_loader_cannot_be_enabled(netns, tmp_path):
+    """This machine has no init system (no systemd): enabling nftables.service cannot work, so
+    the role stops before the rule set is touched and names the opt-out."""
+    if os.path.isdir("/run/systemd/system"):
+        pytest.skip("systemd is running here: the role would really enable nftables.service")
+    ns = netns.first
+    evars = {"ocs_firewall": fw("nftables"), "ocs_firewall_name": "fw-ext",
+             "ocs_nftables_persist_path": str(tmp_path / "p" / "ocs_edge.nft"),
+             "ocs_nftables_persist_conf": str(tmp_path / "nftables.conf")}
+    doc, proc = playbook(ns, tmp_path, [{"name": "role", "ansible.builtin.include_role": {
+        "name": "ocs.edge_firewall.nftables"}}], extra_vars=evars)
+    assert proc.returncode != 0
+    msg = json.dumps(doc)
+    assert "at boot" in msg and "ocs_nftables_boot_loader: false" in msg, msg[-3000:]
+    assert "ocs_edge" not in nft(ns, "list", "tables").stdout
+    evars["ocs_nftables_boot_loader"] = False
+    doc, proc = playbook(ns, tmp_path, [{"name": "role", "ansible.builtin.include_role": {
+        "name": "ocs.edge_firewall.nftables"}}], extra_vars=evars)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "ocs_edge" in nft(ns, "list", "tables").stdout
