@@ -44,16 +44,19 @@ from ansible_collections.ocs.edge_firewall.plugins.module_utils.common import ( 
 TABLE = "filter"
 COMMENT_MAX = 255              # XT_MAX_COMMENT_LEN 256 incl. NUL
 CHAIN_MAX = 28                 # XT_EXTENSION_MAXNAMELEN 29 incl. NUL
-PREFIX_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,%d}$" % (CHAIN_MAX - 5))   # + "-FWD"
+PREFIX_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,%d}$" % (CHAIN_MAX - 6))   # + "-MGMT"
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}\+?$")
 PROTOCOLS = common.PROTOCOLS
 MULTIPORT_MAX = 15             # multiport: at most 15 ports, a range counts as two
-BUILTIN = {"IN": "INPUT", "FWD": "FORWARD", "OUT": "OUTPUT"}
+BUILTIN = {"IN": "INPUT", "FWD": "FORWARD", "OUT": "OUTPUT"}    # jumped to from position 1
+TAILS = {"MGMT": "INPUT"}                                         # jumped to from the end
 
 BASE_COMMENTS = dict(
     common.BASE_COMMENTS,
     drop="ocs base: default drop (what the policy does not name)",
     jump="ocs.edge_firewall: owned chain, keep at position 1",
+    mgmt_return="ocs management: on to the other INPUT rules (bans), accepted at the end of INPUT",
+    tail="ocs.edge_firewall: owned chain, keep last (management after the other rules, bans)",
 )
 
 
@@ -65,11 +68,11 @@ def chain_names(prefix="OCS-EDGE"):
     """{"IN": "<prefix>-IN", "FWD": ..., "OUT": ...}; the chains the collection owns."""
     if not isinstance(prefix, str) or not PREFIX_RE.match(prefix):
         raise IptError("chain_prefix: %r is not a valid chain name prefix (a letter, then letters, digits, "
-                       "'_', '.', '-'; at most %d characters so that '<prefix>-FWD' fits iptables' %d)"
-                       % (prefix, CHAIN_MAX - 4, CHAIN_MAX))
+                       "'_', '.', '-'; at most %d characters so that '<prefix>-MGMT' fits iptables' %d)"
+                       % (prefix, CHAIN_MAX - 5, CHAIN_MAX))
     if prefix.upper() in ("INPUT", "OUTPUT", "FORWARD", "ACCEPT", "DROP", "RETURN", "REJECT"):
         raise IptError("chain_prefix: %r is reserved" % prefix)
-    return {k: "%s-%s" % (prefix, k) for k in ("IN", "FWD", "OUT")}
+    return {k: "%s-%s" % (prefix, k) for k in ("IN", "FWD", "OUT", "MGMT")}
 
 
 # --------------------------------------------------------------------- quoting/tokens
@@ -305,27 +308,30 @@ def _make_rule(chain, spec):
     return parsed
 
 
-def _base_rules(chain, management, allow_icmp, name):
+def _base_rules(chain, management, allow_icmp, name, mgmt_target="RETURN"):
     rules = [
         _make_rule(chain, {"in": "lo", "comment": BASE_COMMENTS["lo"], "target": "ACCEPT"}),
         _make_rule(chain, {"ctstate": "RELATED,ESTABLISHED", "comment": BASE_COMMENTS["est"], "target": "ACCEPT"}),
         _make_rule(chain, {"ctstate": "INVALID", "comment": BASE_COMMENTS["inv"], "target": "DROP"}),
     ]
-    rules.extend(_management_rules(chain, management, name))
+    rules.extend(_management_rules(chain, management, name, mgmt_target))
     if allow_icmp:
         rules.append(_make_rule(chain, {"proto": "icmp", "icmp-type": "8", "comment": BASE_COMMENTS["echo"],
                                         "target": "ACCEPT"}))
     return rules
 
 
-def _management_rules(chain, management, name):
+def _management_rules(chain, management, name, target):
+    """The management rules: RETURN in <prefix>-IN (so other software's rules below the jump in
+    INPUT, fail2ban's bans, still see the packet), ACCEPT in <prefix>-MGMT (jumped to from the
+    end of INPUT, after those rules, whatever INPUT's policy is)."""
     sources = common.management_sources(management, name, _addresses, IptError)
     ports = _ports(management.get("ports") or ["22"], name, "management.ports")
     out = []
     for src in sources:
         for group in _chunks(ports):
-            out.append(_make_rule(chain, {"src": src, "proto": "tcp", "dport": group,
-                                          "comment": BASE_COMMENTS["mgmt"], "target": "ACCEPT"}))
+            out.append(_make_rule(chain, {"src": src, "proto": "tcp", "dport": group, "target": target,
+                                          "comment": BASE_COMMENTS["mgmt" if target == "ACCEPT" else "mgmt_return"]}))
     return out
 
 
@@ -366,7 +372,9 @@ def desired_state(firewall, name=None, prefix="OCS-EDGE", input_policy="drop", o
         firewall, name, "iptables", input_policy, output_policy, IptError)
 
     cin, cfwd, cout = chains_by_kind["IN"], chains_by_kind["FWD"], chains_by_kind["OUT"]
-    chains = {cin: _base_rules(cin, management, allow_icmp, name)}
+    cmgmt = chains_by_kind["MGMT"]
+    chains = {cin: _base_rules(cin, management, allow_icmp, name),
+              cmgmt: _management_rules(cmgmt, management, name, "ACCEPT")}
     policies = {cin: input_policy if mode == "network" else "drop"}
     if mode == "network":
         chains[cfwd] = [
@@ -386,28 +394,32 @@ def desired_state(firewall, name=None, prefix="OCS-EDGE", input_policy="drop", o
     for chain, policy in policies.items():
         if policy == "drop":
             chains[chain].append(_make_rule(chain, {"comment": BASE_COMMENTS["drop"], "target": "DROP"}))
-    jumps = {}
+    jumps, tails = {}, {}
     for kind, chain in chains_by_kind.items():
-        if chain in chains:
+        if chain in chains and kind in BUILTIN:
             jumps[BUILTIN[kind]] = _make_rule(BUILTIN[kind], {"comment": BASE_COMMENTS["jump"], "target": chain})
+        elif chain in chains:
+            tails[TAILS[kind]] = _make_rule(TAILS[kind], {"comment": BASE_COMMENTS["tail"], "target": chain})
     # chains in iptables-save's order (by name), so a listing of live and desired reads alike
-    return {"chains": dict(sorted(chains.items())), "jumps": jumps}
+    return {"chains": dict(sorted(chains.items())), "jumps": jumps, "tails": tails}
 
 
 # ---------------------------------------------------------------------- render
 
 def owned_lines(state):
-    """Declarations, jumps and rules of the owned section, in iptables-restore syntax."""
+    """Declarations, jumps and rules of the owned section, in iptables-restore syntax; the tail
+    jumps (to the end of their chain) are part of the rules, after everything else."""
     decl = [":%s - [0:0]" % c for c in state["chains"]]
     jumps = ["-A %s %s" % (b, r["text"]) for b, r in state["jumps"].items()]
     rules = ["-A %s %s" % (c, r["text"]) for c, rs in state["chains"].items() for r in rs]
+    rules += ["-A %s %s" % (b, r["text"]) for b, r in state.get("tails", {}).items()]
     return decl, jumps, rules
 
 
 def render_rules(state, header=None):
     """The owned section as a complete iptables-restore file (golden files, fresh persistence)."""
     decl, jumps, rules = owned_lines(state)
-    lines = ["# %s" % h for h in (header or [])]
+    lines = ["# %s" % common.printable(h) for h in (header or [])]
     return "\n".join(lines + ["*filter"] + decl + jumps + rules + ["COMMIT"]) + "\n"
 
 
@@ -417,7 +429,7 @@ def render_listing(state):
         return ""
     out = []
     for b, r in state["jumps"].items():
-        rs = r if isinstance(r, list) else [r]
+        rs = r if isinstance(r, list) else [r] + ([state["tails"][b]] if b in state.get("tails", {}) else [])
         for item in rs:
             pos = " (position %d)" % item["pos"] if item.get("pos") else ""
             out.append("-A %s %s%s" % (b, item["text"], pos))
@@ -446,6 +458,8 @@ def render_transaction(desired, live):
         lines += ["-A %s %s" % (c, r["text"]) for r in rs]
     for b, r in desired["jumps"].items():
         lines.append("-I %s 1 %s" % (b, r["text"]))
+    for b, r in desired.get("tails", {}).items():
+        lines.append("-A %s %s" % (b, r["text"]))       # after every other rule of the chain
     for c in live["chains"]:
         if c not in desired["chains"]:
             lines += ["-F %s" % c, "-X %s" % c]
@@ -507,6 +521,9 @@ def parse_save(text, prefix="OCS-EDGE"):
         elif _target_chain(rule) in owned:
             rule["pos"] = positions[chain]
             jumps.setdefault(chain, []).append(rule)
+    for chain, rules in jumps.items():
+        for rule in rules:
+            rule["last"] = rule["pos"] == positions[chain]
     chains = dict(sorted(chains.items()))
     return {"chains": chains, "jumps": jumps}
 
@@ -541,21 +558,32 @@ def compare(desired, live):
         if cname not in desired["chains"]:
             removed.append("chain %s" % cname)
             removed.extend("%s: %s" % (cname, r["text"]) for r in lrules)
-    # jumps: exactly one per desired built-in chain, the desired text, at position 1
-    for chain, ljumps in live["jumps"].items():
-        want = desired["jumps"].get(chain)
-        good = [j for j in ljumps if want is not None and j["key"] == want["key"]]
-        keep = good[0] if good else None
-        for j in ljumps:
-            if j is not keep:
-                removed.append("%s: %s (jump at position %d)" % (chain, j["text"], j["pos"]))
-        if keep is not None and keep["pos"] != 1:
-            updated.append("jump %s -> %s moved from position %d to 1" % (chain, _target_chain(keep), keep["pos"]))
-    for chain, want in desired["jumps"].items():
-        if not any(j["key"] == want["key"] for j in live["jumps"].get(chain, [])):
-            created.append("%s: %s (jump at position 1)" % (chain, want["text"]))
+    _compare_jumps(desired, live, created, removed, updated)
     return {"created": created, "removed": removed, "updated": updated,
             "changed": bool(created or removed or updated)}
+
+
+def _compare_jumps(desired, live, created, removed, updated):
+    """Per built-in chain exactly one jump at position 1 (and one tail jump, last), the desired
+    texts; every other jump to an owned chain is removed."""
+    tails = desired.get("tails", {})
+    for chain, ljumps in live["jumps"].items():
+        head, tail = desired["jumps"].get(chain), tails.get(chain)
+        keep_head = next((j for j in ljumps if head is not None and j["key"] == head["key"]), None)
+        keep_tail = next((j for j in reversed(ljumps) if tail is not None and j["key"] == tail["key"]), None)
+        for j in ljumps:
+            if j is not keep_head and j is not keep_tail:
+                removed.append("%s: %s (jump at position %d)" % (chain, j["text"], j["pos"]))
+        if keep_head is not None and keep_head["pos"] != 1:
+            updated.append("jump %s -> %s moved from position %d to 1"
+                           % (chain, _target_chain(keep_head), keep_head["pos"]))
+        if keep_tail is not None and not keep_tail.get("last", True):
+            updated.append("jump %s -> %s moved from position %d to the end"
+                           % (chain, _target_chain(keep_tail), keep_tail["pos"]))
+    for where, wanted in (("position 1", desired["jumps"]), ("the end", tails)):
+        for chain, want in wanted.items():
+            if not any(j["key"] == want["key"] for j in live["jumps"].get(chain, [])):
+                created.append("%s: %s (jump at %s)" % (chain, want["text"], where))
 
 
 # ------------------------------------------------------------------ persistence

@@ -222,7 +222,7 @@ from ansible_collections.ocs.edge_firewall.plugins.module_utils import common, c
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import iptables as iptlib
 
 
-_HOOK = {"IN": "input", "FWD": "forward", "OUT": "output"}
+_HOOK = {"IN": "input", "FWD": "forward", "OUT": "output", "MGMT": "input"}
 
 
 def _conntrack_flush(module, live, desired, result):

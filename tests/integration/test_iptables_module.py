@@ -19,7 +19,7 @@ from inventory_loader import example
 from netns_harness import deploy_argv, module_result, packet_probe, playbook, run, run_ansible
 from netns_harness import markers, netns_fixture
 
-OWNED = ("OCS-EDGE-IN", "OCS-EDGE-FWD", "OCS-EDGE-OUT")
+OWNED = ("OCS-EDGE-IN", "OCS-EDGE-FWD", "OCS-EDGE-OUT", "OCS-EDGE-MGMT")
 
 pytestmark = markers("iptables", ("ip", "iptables", "iptables-save", "iptables-restore"))
 
@@ -115,10 +115,13 @@ def add_others(ns):
 def check_jumps_first(ns, builtins=("INPUT", "FORWARD")):
     live = live_state(ns)
     for b in builtins:
-        assert len(live["jumps"][b]) == 1, live["jumps"]
-        assert live["jumps"][b][0]["pos"] == 1
+        heads = [j for j in live["jumps"][b] if not j["text"].endswith("-j OCS-EDGE-MGMT")]
+        assert len(heads) == 1, live["jumps"]
+        assert heads[0]["pos"] == 1
         assert chain_rules(ns, b)[0].endswith("-j %s" % ("OCS-EDGE-IN" if b == "INPUT" else
                                                          "OCS-EDGE-FWD" if b == "FORWARD" else "OCS-EDGE-OUT"))
+    # management is accepted by OCS-EDGE-MGMT, jumped to last from INPUT (after other software's bans)
+    assert chain_rules(ns, "INPUT")[-1].endswith("-j OCS-EDGE-MGMT")
 
 
 # ------------------------------------------------------------------------------- tests
@@ -229,7 +232,7 @@ DRIFTS = {
                      [], ["FORWARD: "], []),
     "jump_moved": (_move_jump, [], [], ["jump FORWARD -> OCS-EDGE-FWD moved from position 4 to 1"]),
     "jump_duplicated": (lambda ns: ipt(ns, "-A", "INPUT", "-j", "OCS-EDGE-IN"),
-                        ["INPUT: -j OCS-EDGE-IN (jump at position 4)"], [], []),
+                        ["INPUT: -j OCS-EDGE-IN (jump at position 5)"], [], ["jump INPUT -> OCS-EDGE-MGMT moved"]),
     "rule_order": (lambda ns: (ipt(ns, "-D", "OCS-EDGE-IN", "1"),
                                ipt(ns, "-I", "OCS-EDGE-IN", "2", "-i", "lo", "-m", "comment", "--comment",
                                    I.BASE_COMMENTS["lo"], "-j", "ACCEPT")),
@@ -396,12 +399,13 @@ def test_host_mode_reverse_proxy(netns, tmp_path):
     res, _ = apply(ns, tmp_path, args)
     assert res["changed"] is True
     live = live_state(ns)
-    assert set(live["chains"]) == {"OCS-EDGE-IN", "OCS-EDGE-OUT"}
+    assert set(live["chains"]) == {"OCS-EDGE-IN", "OCS-EDGE-OUT", "OCS-EDGE-MGMT"}
     check_jumps_first(ns, ("INPUT", "OUTPUT"))
     assert "FORWARD" not in live["jumps"]
     assert chain_rules(ns, "OCS-EDGE-IN")[-1].endswith("-j DROP")
     assert not chain_rules(ns, "OCS-EDGE-OUT")[-1].endswith("-j DROP"), "output policy accept: no final drop"
     assert any(l.startswith("-A OCS-EDGE-IN -s 10.99.0.0/24 -p tcp -m tcp --dport 22 ") for l in save(ns))
+    assert any(l.startswith("-A OCS-EDGE-MGMT -s 10.99.0.0/24 -p tcp -m tcp --dport 22 ") for l in save(ns))
     text = "\n".join(save(ns))
     for rule in fw["rules"]:
         assert '--comment "%s"' % rule["comment"] in text
@@ -411,7 +415,7 @@ def test_host_mode_reverse_proxy(netns, tmp_path):
     net = dict(fw, mode="network", rules=[])
     res3, _ = apply(ns, tmp_path, args_for(net, tmp_path, name="rp1"))
     assert "chain OCS-EDGE-OUT" in res3["removed"]
-    assert set(live_state(ns)["chains"]) == {"OCS-EDGE-IN", "OCS-EDGE-FWD"} and "OUTPUT" not in live_state(ns)["jumps"]
+    assert set(live_state(ns)["chains"]) == {"OCS-EDGE-IN", "OCS-EDGE-FWD", "OCS-EDGE-MGMT"} and "OUTPUT" not in live_state(ns)["jumps"]
 
 
 def test_state_absent_removes_only_what_it_owns(netns, tmp_path, fw_int):

@@ -522,3 +522,39 @@ def test_role_fails_clearly_where_the_boot_loader_cannot_be_enabled(netns, tmp_p
         "name": "ocs.edge_firewall.nftables"}}], extra_vars=evars)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "ocs_edge" in nft(ns, "list", "tables").stdout
+
+
+# -------------------------------------------- 4. iptables: management vs fail2ban's bans
+
+F2B = """*filter
+:f2b-sshd - [0:0]
+-I INPUT 1 -p tcp -m multiport --dports 2222 -j f2b-sshd
+-A f2b-sshd -s 10.10.1.10/32 -j REJECT --reject-with icmp-port-unreachable
+-A f2b-sshd -j RETURN
+COMMIT
+"""
+
+
+@pytest.mark.parametrize("input_policy", ["ACCEPT", "DROP"])
+def test_fail2ban_ban_of_a_management_address_still_works(netns, tmp_path, input_policy):
+    """fail2ban's jump sits in INPUT (it inserts at 1; the collection's jump goes above it on the
+    next run). The management sources must still be subject to its bans, and reach the firewall
+    when not banned, whatever INPUT's policy."""
+    router, client, server, tag = router_topology(netns)
+    ipt(router, "-P", "INPUT", input_policy)
+    firewall = router_firewall("iptables", tag)           # management 10.10.1.10/32 -> tcp/2222
+    with servers(((router, ["2222"]),)):
+        assert ipt_run(router, tmp_path, ipt_args(firewall, tmp_path))["changed"] is True
+        assert connect(client, "10.10.1.1", 2222) == "ok"               # management reaches it
+        run(["ip", "netns", "exec", router, "iptables-restore", "--noflush"], input=F2B)   # a ban
+        assert [l for l in ipt_save(router) if l.startswith("-A INPUT")][0].endswith("-j f2b-sshd")  # fail2ban inserts at 1
+        assert connect(client, "10.10.1.1", 2222).startswith("blocked")   # the ban works
+        res = ipt_run(router, tmp_path, ipt_args(firewall, tmp_path))
+        assert res["changed"] is True                                       # our jump back to 1
+        inp = [l for l in ipt_save(router) if l.startswith("-A INPUT")]
+        assert inp[0].endswith("-j OCS-EDGE-IN") and inp[-1].endswith("-j OCS-EDGE-MGMT"), inp
+        assert connect(client, "10.10.1.1", 2222).startswith("blocked")   # still banned
+        ipt(router, "-D", "f2b-sshd", "1")                                  # unban
+        assert connect(client, "10.10.1.1", 2222) == "ok"
+        assert connect(server, "172.16.1.1", 2222).startswith("blocked")   # not management: dropped
+        assert ipt_run(router, tmp_path, ipt_args(firewall, tmp_path))["changed"] is False
