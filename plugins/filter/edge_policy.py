@@ -38,8 +38,7 @@ def edge_policy(hostvars, hosts=None):
     view = {}
     for host in names:
         hv = hostvars[host]
-        # ansible_port: the management port defaults to the port Ansible uses (no lockout)
-        view[str(host)] = {var: _plain(hv[var]) for var in ALL_VARS + ("ansible_port",) if var in hv}
+        view[str(host)] = {var: _plain(hv[var]) for var in ALL_VARS if var in hv}
     try:
         return build_policy(view)
     except PolicyError as exc:

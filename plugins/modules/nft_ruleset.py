@@ -114,6 +114,42 @@ options:
         when absent. Empty string to leave it alone.
     type: path
     default: /etc/nftables.conf
+  lock_timeout:
+    description:
+      - Seconds to wait for another run of the collection on this host (file lock in /run/lock)
+        before failing with nothing changed. Two runs never interleave their read, apply and persist.
+    type: int
+    default: 120
+  conntrack_flush:
+    description:
+      - After a correction removes an accept rule, delete the conntrack entries of the connections
+        that rule let in and no desired rule allows (C(conntrack -D)); otherwise they keep flowing,
+        as replies, until they time out. Only entries of the removed rule's chain are considered
+        (forward, input or output of this host). Needs the C(conntrack) tool (a warning without it).
+      - In check mode the entries are listed, not deleted. C(false) keeps them.
+    type: bool
+    default: true
+  nat_check:
+    description:
+      - "NAT that would translate the A/V Edge's address on this firewall's side (the page: the
+        firewalls must not NAT it): C(fail) (default) stops before anything is changed, naming
+        table, chain and rule; C(warn) only warns."
+      - "The A/V addresses are the FIREWALL's C(no_nat) list when the policy gives one, else the
+        perimeter-side addresses of its C(av_edge) rules."
+    type: str
+    choices: [fail, warn]
+    default: fail
+  foreign_check:
+    description:
+      - "Base chains of other tables on the same hooks (iptables-nft's C(ip filter), docker's,
+        firewalld's) whose policy or rules drop the policy's flows (for example
+        C(iptables -P FORWARD DROP)): C(fail) (default) stops before anything is changed, naming
+        table, chain, rule and flow; C(warn) only warns. A rule that may drop part of a flow
+        (a named set, a match this check cannot evaluate) and chains that accept are warnings."
+      - NAT rules are looked for in every table (masquerade, snat, dnat, redirect), see O(nat_check).
+    type: str
+    choices: [fail, warn]
+    default: fail
   state:
     description: C(present) enforces the rule set; C(absent) deletes the table, the persisted file and the include line.
     type: str
@@ -199,6 +235,21 @@ persist_path:
   description: Where the script is persisted ('' when not).
   returned: always
   type: str
+foreign:
+  description: Other tables' base chains against the policy's flows (C(drops), C(may_drop), C(accepts), C(unreadable)).
+  returned: when state=present
+  type: dict
+nat:
+  description: NAT rules that would translate the A/V Edge's address (table, chain, rule).
+  returned: when state=present
+  type: list
+  elements: str
+conntrack_deleted:
+  description: Conntrack entries deleted (check mode, to delete) because the removed accept rules let them in.
+  returned: when a correction removed accept rules and conntrack is installed
+  type: list
+  elements: str
+  sample: ["tcp 10.10.1.10:40312 -> 172.16.1.31:5062"]
 """
 
 import os

@@ -41,6 +41,7 @@ HOST_VARS = (
     "ocs_edge_roles", "ocs_site", "ocs_internal_ip", "ocs_external_ip", "ocs_array",
     "ocs_host_firewall", "ocs_firewall_side", "ocs_firewall_platform",
     "ocs_firewall_interfaces", "ocs_management_networks", "ocs_management_ports",
+    "ansible_port",     # the management port defaults to it: a deploy does not cut its own connection
 )
 ALL_VARS = DEPLOYMENT_VARS + HOST_VARS
 
