@@ -272,6 +272,26 @@ def write_atomic(path, data, mode=0o644, keep_mode=True):
         raise
 
 
+def remove_stale_temp(paths):
+    """Remove what killed runs left behind: ``.ocs_edge.*`` temporary files of write_atomic beside
+    the persisted files and the ``/tmp/ocs_edge.*.nft`` scripts of older versions. Call it only
+    under the run lock (lock.RunLock): then no other run is writing them. -> removed paths."""
+    import glob
+    patterns = ["/tmp/ocs_edge.*.nft"]
+    for path in paths:
+        if path:
+            patterns.append(os.path.join(os.path.dirname(os.path.abspath(path)), ".ocs_edge.*"))
+    removed = []
+    for pattern in patterns:
+        for stale in glob.glob(pattern):
+            try:
+                os.unlink(stale)
+                removed.append(stale)
+            except OSError:
+                pass
+    return removed
+
+
 # ---------------------------------------------------------------------- modules
 
 def ruleset_argument_spec(**backend_options):

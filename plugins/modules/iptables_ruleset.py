@@ -359,6 +359,8 @@ def main():
 def _enforce(module, ipt, result, fail):
     """Read, compare, check, apply, read back, persist; under the run lock."""
     p = module.params
+    if not module.check_mode:
+        common.remove_stale_temp((p["persist_path"],))
     name, prefix = p["name"], p["chain_prefix"]
     try:
         live, _raw = ipt.read(prefix)

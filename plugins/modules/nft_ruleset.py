@@ -390,6 +390,8 @@ def main():
 def _enforce(module, nft, result, fail):
     """Read, compare, check, apply, read back, persist; under the run lock."""
     p = module.params
+    if not module.check_mode:
+        common.remove_stale_temp((p["persist_path"], p["persist_conf"]))
     name, table = p["name"], p["table"]
     try:
         live = nft.read_table(table)

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -291,13 +292,20 @@ def test_comment_characters_iptables_save_cannot_round_trip_are_refused(netns, t
 
 # ------------------------------------------------------- 5. truth, temp files, conntrack
 
-def test_no_temporary_script_files_are_left(netns, tmp_path):
+def test_no_temporary_script_files_are_left_and_stale_ones_are_cleaned(netns, tmp_path):
     ns = netns.first
-    before = set(glob.glob("/tmp/ocs_edge.*"))
     args = nft_args(fw("nftables"), tmp_path)
     nft_run(ns, tmp_path, args)
+    # what a killed run of an older version / a run killed inside write_atomic leaves behind
+    stale = [Path("/tmp/ocs_edge.killed%s.nft" % uuid.uuid4().hex[:6]),
+             tmp_path / "nft" / (".ocs_edge.%s" % uuid.uuid4().hex[:6])]
+    for path in stale:
+        path.write_text("flush ruleset\n")
+    before = set(glob.glob("/tmp/ocs_edge.*"))
     nft(ns, "add", "rule", "inet", "ocs_edge", "forward", "accept")
-    nft_run(ns, tmp_path, args)
+    res = nft_run(ns, tmp_path, args)
+    assert res["changed"] is True
+    assert not any(p.exists() for p in stale)
     assert set(glob.glob("/tmp/ocs_edge.*")) - before == set()
 
 
