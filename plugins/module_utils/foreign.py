@@ -231,8 +231,11 @@ def _walk(chains, cname, flow, depth=0):
 
 
 def chain_findings(items_by_table, flows, owned=("inet", "ocs_edge")):
-    """Foreign base chains on the flows' hooks -> {"drops": [msg], "may_drop": [msg], "accepts": [msg]}."""
-    found = {"drops": [], "may_drop": [], "accepts": []}
+    """Foreign base chains on the flows' hooks -> {"drops": [msg], "may_drop": [msg], "accepts": [msg]}.
+
+    One message per chain and deciding rule (or policy), listing the flows it decides. A chain's
+    default policy accept is not reported (it changes nothing: this table still decides)."""
+    found = {"drops": {}, "may_drop": {}, "accepts": {}}
     for (family, table), chains in sorted(tables_of(items_by_table).items()):
         if (family, table) == tuple(owned) or family not in FAMILY_VERSIONS:
             continue
@@ -243,21 +246,30 @@ def chain_findings(items_by_table, flows, owned=("inet", "ocs_edge")):
             where = "table %s %s chain %s (hook %s priority %s policy %s)" % (
                 family, table, cname, head["hook"], head.get("prio"), head.get("policy", "accept"))
             for flow in flows:
-                if head["hook"] not in HOOKS.get(flow["hook"], ()) or not _family_sees(family, flow):
-                    continue
-                verdict, text, maybes = _walk(chains, cname, flow)
-                if verdict is None:
-                    verdict, text = head.get("policy", "accept"), "policy %s" % head.get("policy", "accept")
-                    if verdict == "drop" and any(v == "accept" for v, _t in maybes):
-                        found["may_drop"].append("%s: %s may drop %s" % (where, text, flow_text(flow)))
-                        continue
-                key = "drops" if verdict == "drop" else "accepts"
-                found[key].append("%s: %s %s %s" % (where, text, verdict == "drop" and "drops" or "accepts",
-                                                    flow_text(flow)))
-                for v, t in maybes:
-                    if v == "drop":
-                        found["may_drop"].append("%s: %s may drop %s" % (where, t, flow_text(flow)))
-    return found
+                if head["hook"] in HOOKS.get(flow["hook"], ()) and _family_sees(family, flow):
+                    _judge(found, where, head.get("policy", "accept"), _walk(chains, cname, flow), flow)
+    return {kind: [_message(key, texts) for key, texts in sorted(by.items())] for kind, by in found.items()}
+
+
+def _judge(found, where, policy, walked, flow):
+    verdict, text, maybes = walked
+    if verdict is None and policy == "drop":
+        kind = "may_drop" if any(v == "accept" for v, _t in maybes) else "drops"
+        found[kind].setdefault((where, "policy drop", kind), []).append(flow_text(flow))
+    elif verdict is not None:
+        kind = "drops" if verdict == "drop" else "accepts"
+        found[kind].setdefault((where, text, kind), []).append(flow_text(flow))
+    for v, t in maybes:
+        if v == "drop":
+            found["may_drop"].setdefault((where, t, "may_drop"), []).append(flow_text(flow))
+
+
+def _message(key, texts, shown=5):
+    where, text, kind = key
+    verb = {"drops": "drops", "may_drop": "may drop", "accepts": "accepts"}[kind]
+    more = " and %d more" % (len(texts) - shown) if len(texts) > shown else ""
+    return "%s: %s %s %d of the policy's flows: %s%s" % (where, text, verb, len(texts),
+                                                         "; ".join(texts[:shown]), more)
 
 
 def _family_sees(family, flow):
