@@ -208,23 +208,42 @@ EXAMPLES = r"""
 
 RETURN = r"""
 created:
-  description: Chains, rules and jumps added (C(chain) colon iptables-save rule text), desired but not live.
+  description:
+    - What is desired but not live, by id (the backend contract, docs/backend-contract.md) -
+      PFRULE ids (C(central-t20-f12-out)), base rules (C(base:mgmt), C(base:est), ...) and owned
+      objects as C(<kind>:<name>) (chains, jumps, the table, persisted files).
   returned: always
   type: list
   elements: str
-  sample: ["OCS-EDGE-FWD: -d 172.16.1.50/32 -p tcp -m tcp --dport 443 -m comment --comment \"ocs central-t20-f12-out table 20 figure 12 av_edge STUN/TCP\" -j ACCEPT"]
+  sample: ["chain:OCS-EDGE-FWD", "central-t20-f12-out", "base:mgmt", "jump:FORWARD", "file:/etc/iptables/rules.v4"]
 removed:
-  description: Owned chains, their rules and jumps to them that are live but not desired.
+  description:
+    - "What is live but not desired, by id; a rule no desired rule explains (no known comment)
+      is C(rule:<chain>: <its rule text>)."
   returned: always
   type: list
   elements: str
-  sample: ["OCS-EDGE-FWD: -p tcp -m tcp --dport 23 -j ACCEPT"]
+  sample: ["rule:OCS-EDGE-FWD: -p tcp -m tcp --dport 23 -j ACCEPT", "chain:OCS-EDGE-OUT", "jump:OUTPUT"]
 updated:
-  description: Rule order restored, jumps moved back to position 1, the persisted file written.
+  description:
+    - Ids whose live rules differ from the desired ones (an address, a port, a count), chains
+      whose policy/hook or rule order differ, jumps not alone at position 1, files rewritten.
   returned: always
   type: list
   elements: str
-  sample: ["jump FORWARD -> OCS-EDGE-FWD moved from position 3 to 1", "persist file /etc/iptables/rules.v4 written"]
+  sample: ["central-t18-f5-in", "chain:OCS-EDGE-IN", "jump:FORWARD"]
+diff:
+  description:
+    - Ansible diffs (C(before), C(after), C(before_header), C(after_header)) of the owned rules
+      (canonical listing) and of each persisted file; returned whenever something differs.
+  returned: changed
+  type: list
+  elements: dict
+warnings:
+  description: Warnings of the run (NAT found in warn mode, conntrack missing).
+  returned: always
+  type: list
+  elements: str
 rules:
   description: The owned section in iptables-restore format (what is applied and merged into the persisted file).
   returned: when state=present
@@ -256,214 +275,31 @@ conntrack_deleted:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.ocs.edge_firewall.plugins.module_utils import common, conntrack, foreign, lock
-from ansible_collections.ocs.edge_firewall.plugins.module_utils import iptables as iptlib
-
-
-_HOOK = {"IN": "input", "FWD": "forward", "OUT": "output", "MGMT": "input"}
-
-
-def _conntrack_flush(module, live, desired, result):
-    """Delete (check mode: list) the conntrack entries only the removed ACCEPT rules allowed."""
-    if not module.params["conntrack_flush"]:
-        return
-    hooks = {c: _HOOK[k] for k, c in iptlib.chain_names(module.params["chain_prefix"]).items()}
-    want = set(r["key"] for rs in desired["chains"].values() for r in rs)
-    removed = [(hooks[c], conntrack.ipt_rule(r)) for c, rs in live["chains"].items() for r in rs
-               if r["key"] not in want and (r["key"][1] or "").startswith("ACCEPT")]
-    if not removed:
-        return
-    binary = module.get_bin_path("conntrack")
-    if binary is None:
-        module.warn("conntrack is not installed: connections the removed ACCEPT rules let in stay until "
-                    "their conntrack entries time out")
-        return
-    keep = [(hooks[c], conntrack.ipt_rule(r)) for c, rs in desired["chains"].items() for r in rs]
-    flows, error = conntrack.flush(module.run_command, binary, removed, keep, module.check_mode)
-    if error:
-        module.warn(error)
-    result["conntrack_deleted"] = flows
-
-
-def _nat_report(module, ipt, firewall, result):
-    """NAT of the A/V Edge's address in the iptables nat table -> fatal messages (fail mode)."""
-    nat = foreign.ipt_nat_findings(ipt.read_nat(), foreign.av_edge_addresses(firewall))
-    result["nat"] = nat
-    msgs = ["%s; the page says the firewall must not NAT it" % m for m in nat]
-    if module.params["nat_check"] == "fail":
-        return msgs
-    for msg in msgs:
-        module.warn(msg)
-    return []
-
-
-def _persist_plan(params, desired, prefix):
-    """-> [(path, old_text, new_text, what)] to write."""
-    path = params["persist_path"]
-    if not path:
-        return []
-    old = iptlib.read_text(path)
-    if params["state"] == "present":
-        new = iptlib.merge_persist(old, desired, prefix)
-    else:
-        if old is None:
-            return []
-        new = iptlib.strip_persist(old, prefix)
-    if old == new:
-        return []
-    return [(path, old, new, "persist file %s %s" % (path, "written" if params["state"] == "present"
-                                                      else "stripped of the owned section"))]
+from ansible_collections.ocs.edge_firewall.plugins.module_utils import backend
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.rules import FirewallError
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.iptables import Ipt, IptBackend
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=common.ruleset_argument_spec(
-            chain_prefix=dict(type="str", default="OCS-EDGE"),
-            persist_path=dict(type="path", default="/etc/iptables/rules.v4"),
-            nat_check=dict(type="str", choices=["fail", "warn"], default="fail"),
-            lock_timeout=dict(type="int", default=120),
-            conntrack_flush=dict(type="bool", default=True),
-        ),
-        mutually_exclusive=[("firewall", "rules")],
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=backend.ruleset_argument_spec(
+        chain_prefix=dict(type="str", default="OCS-EDGE"),
+        persist_path=dict(type="path", default="/etc/iptables/rules.v4"),
+    ), mutually_exclusive=[("firewall", "rules")], supports_check_mode=True)
     p = module.params
-    name, prefix = p["name"], p["chain_prefix"]
-    result = dict(changed=False, created=[], removed=[], updated=[], transaction="", chains=[],
-                  persist_path=p["persist_path"] or "")
-
-    def fail(msg, **extra):
-        result.update(extra)
-        module.fail_json(msg=msg, **result)
-
-    try:
-        result["chains"] = sorted(iptlib.chain_names(prefix).values())
-        common.check_path(p["persist_path"], name, "persist_path", iptlib.IptError)
-    except iptlib.IptError as exc:
-        fail("firewall %s: %s (nothing was changed)" % (name, exc))
 
     def run(argv, data=None):
-        if data is None:
-            return module.run_command(argv)
-        return module.run_command(argv, data=data, binary_data=True)
+        return module.run_command(argv, data=data, binary_data=True) if data is not None else module.run_command(argv)
 
-    ipt = iptlib.Ipt(run, module.get_bin_path("iptables-save", required=True),
-                     module.get_bin_path("iptables-restore", required=True))
+    ipt = Ipt(run, module.get_bin_path("iptables-save", required=True),
+              module.get_bin_path("iptables-restore", required=True))
+    checks = {"nat_check": p["nat_check"], "conntrack_flush": p["conntrack_flush"],
+              "conntrack": module.get_bin_path("conntrack")}
     try:
-        with lock.RunLock(timeout=p["lock_timeout"]):
-            _enforce(module, ipt, result, fail)
-    except lock.LockTimeout as exc:
-        fail("firewall %s: %s" % (name, exc))
-
-
-def _enforce(module, ipt, result, fail):
-    """Read, compare, check, apply, read back, persist; under the run lock."""
-    p = module.params
-    if not module.check_mode:
-        common.remove_stale_temp((p["persist_path"],))
-    name, prefix = p["name"], p["chain_prefix"]
-    try:
-        live, _raw = ipt.read(prefix)
-    except iptlib.IptError as exc:
-        fail("firewall %s: %s" % (name, exc))
-    live_exists = bool(live["chains"] or live["jumps"])
-
-    if p["state"] == "absent":
-        empty = {"chains": {}, "jumps": {}}
-        cmp = iptlib.compare(empty, live)
-        plan = _persist_plan(p, None, prefix)
-        transaction = iptlib.render_removal(live) if live_exists else ""
-        result.update(removed=cmp["removed"], updated=[item[3] for item in plan], transaction=transaction,
-                      changed=bool(live_exists or plan))
-        if module._diff:
-            diffs = [{"before_header": "live owned chains and jumps", "after_header": "absent",
-                      "before": iptlib.render_listing(live), "after": ""}]
-            diffs += [{"before_header": path, "after_header": path, "before": old or "", "after": new}
-                      for path, old, new, _w in plan]
-            result["diff"] = diffs
-        try:
-            if live_exists:
-                ipt.check(transaction)
-        except iptlib.IptError as exc:
-            fail("firewall %s: %s\nThe previous rule set is still in force." % (name, exc))
-        if module.check_mode or not result["changed"]:
-            module.exit_json(**result)
-        try:
-            if live_exists:
-                ipt.apply(transaction)
-        except iptlib.IptError as exc:
-            fail("firewall %s: %s\nThe previous rule set is still in force." % (name, exc))
-        for path, _old, new, _what in plan:
-            iptlib.write_atomic(path, new)
-        module.exit_json(**result)
-
-    firewall = common.firewall_param(p, "iptables")
-    if firewall is None:
-        fail("firewall %s: give either firewall (the FIREWALL dict) or rules" % name)
-    try:
-        desired = iptlib.desired_state(firewall, name, prefix, p["input_policy"], p["output_policy"],
-                                       p["allow_icmp"])
-    except iptlib.IptError as exc:
-        fail("%s (nothing was changed; the previous rule set is still in force)" % exc)
-
-    fatal = _nat_report(module, ipt, firewall, result)
-    if fatal:
-        fail("firewall %s: NAT of the A/V Edge's address (nothing was changed; set ocs_nat_check: warn to "
-             "only warn):\n%s" % (name, "\n".join(fatal)))
-
-    cmp = iptlib.compare(desired, live)
-    try:
-        plan = _persist_plan(p, desired, prefix)
-    except iptlib.IptError as exc:
-        fail("firewall %s: %s: %s (nothing was changed)" % (name, p["persist_path"], exc))
-    transaction = iptlib.render_transaction(desired, live) if cmp["changed"] else ""
-    result.update(created=cmp["created"], removed=cmp["removed"],
-                  updated=cmp["updated"] + [item[3] for item in plan],
-                  rules=iptlib.render_rules(desired), transaction=transaction,
-                  changed=bool(cmp["changed"] or plan))
-    if module._diff:
-        diffs = [{"before_header": "live owned chains and jumps (iptables-save -t filter)",
-                  "after_header": "desired owned chains and jumps",
-                  "before": iptlib.render_listing(live), "after": iptlib.render_listing(desired)}]
-        diffs += [{"before_header": path, "after_header": path, "before": old or "", "after": new}
-                  for path, old, new, _w in plan]
-        result["diff"] = diffs
-
-    if cmp["changed"]:
-        try:
-            ipt.check(transaction)
-        except iptlib.IptError as exc:
-            fail("firewall %s: %s\nThe previous rule set is still in force." % (name, exc))
-    if module.check_mode or not result["changed"]:
-        if module.check_mode and cmp["changed"]:
-            _conntrack_flush(module, live, desired, result)
-        module.exit_json(**result)
-
-    if cmp["changed"]:
-        try:
-            ipt.apply(transaction)
-        except iptlib.IptError as exc:
-            fail("firewall %s: %s\nThe previous rule set is still in force." % (name, exc))
-        applied = "the new owned chains ARE IN FORCE (iptables-restore committed them)"
-        try:
-            after, _raw = ipt.read(prefix)
-        except iptlib.IptError as exc:
-            fail("firewall %s: %s, but reading them back failed: %s; the persisted file was not written (the "
-                 "boot file still restores the previous rule set)" % (name, applied, exc))
-        still = iptlib.compare(desired, after)
-        if still["changed"]:
-            fail("firewall %s: %s, but they read back different from the desired set (created %s, removed %s, "
-                 "updated %s); the persisted file was not written (the boot file still restores the previous "
-                 "rule set)" % (name, applied, still["created"], still["removed"], still["updated"]))
-        _conntrack_flush(module, live, desired, result)
-    for path, _old, new, _what in plan:
-        try:
-            iptlib.write_atomic(path, new)
-        except (IOError, OSError) as exc:
-            fail("firewall %s: %s; writing %s failed: %s. At the next boot the previous content of %s is "
-                 "restored." % (name, "the new owned chains ARE IN FORCE" if cmp["changed"] else
-                                "the live rules were already as desired", path, exc, path))
-    module.exit_json(**result)
+        ipts = IptBackend(p["name"], ipt, p["chain_prefix"], p["input_policy"], p["output_policy"], p["allow_icmp"],
+                          p["persist_path"], checks)
+    except FirewallError as exc:  # IptError, or a path/name refused by the backend contract
+        module.fail_json(msg="firewall %s: %s" % (p["name"], exc))
+    backend.run_module(module, ipts, backend.firewall_param(p, "iptables"))
 
 
 if __name__ == "__main__":

@@ -205,23 +205,42 @@ EXAMPLES = r"""
 
 RETURN = r"""
 created:
-  description: Chains and rules added (C(chain) colon rule text), in the desired set but not live.
+  description:
+    - What is desired but not live, by id (the backend contract, docs/backend-contract.md) -
+      PFRULE ids (C(central-t20-f12-out)), base rules (C(base:mgmt), C(base:est), ...) and owned
+      objects as C(<kind>:<name>) (chains, jumps, the table, persisted files).
   returned: always
   type: list
   elements: str
-  sample: ["forward: ip daddr 172.16.1.50 tcp dport 443 accept comment \"ocs central-t20-f12-out table 20 figure 12 av_edge STUN/TCP\""]
+  sample: ["table:inet ocs_edge", "chain:forward", "central-t20-f12-out", "base:mgmt", "file:/etc/nftables.d/ocs_edge.nft"]
 removed:
-  description: Chains, rules and other objects of the owned table that are live but not desired.
+  description:
+    - "What is live but not desired, by id; a rule no desired rule explains (no known comment)
+      is C(rule:<chain>: <its rule text>)."
   returned: always
   type: list
   elements: str
-  sample: ["forward: tcp dport 23 accept"]
+  sample: ["rule:forward: tcp dport 23 accept", "chain:sneaky", "set:allow"]
 updated:
-  description: Table/chain attributes restored (policy, hook, rule order), the persisted file and the include line written.
+  description:
+    - Ids whose live rules differ from the desired ones (an address, a port, a count), chains
+      whose policy/hook or rule order differ, jumps not alone at position 1, files rewritten.
   returned: always
   type: list
   elements: str
-  sample: ["chain forward: policy accept -> drop", "persist file /etc/nftables.d/ocs_edge.nft written"]
+  sample: ["central-t18-f5-in", "chain:forward", "file:/etc/nftables.conf"]
+diff:
+  description:
+    - Ansible diffs (C(before), C(after), C(before_header), C(after_header)) of the owned rules
+      (canonical listing) and of each persisted file; returned whenever something differs.
+  returned: changed
+  type: list
+  elements: dict
+warnings:
+  description: Warnings of the run (other tables' rules that may drop the policy's flows, NAT found in warn mode, conntrack missing).
+  returned: always
+  type: list
+  elements: str
 script:
   description: The nft script (what is applied and persisted).
   returned: when state=present
@@ -252,249 +271,33 @@ conntrack_deleted:
   sample: ["tcp 10.10.1.10:40312 -> 172.16.1.31:5062"]
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.ocs.edge_firewall.plugins.module_utils import common, conntrack, foreign, lock, nft_listing
-from ansible_collections.ocs.edge_firewall.plugins.module_utils import nftables as nftlib
-
-
-def _conntrack_flush(module, live, desired, result):
-    """Delete (check mode: list) the conntrack entries only the removed accept rules allowed."""
-    if not module.params["conntrack_flush"] or not live:
-        return
-    want = set(nftlib.rule_key(r) for c in desired["chains"].values() for r in c["rules"])
-    removed = [(c, r) for c, chain in live["chains"].items() for r in chain["rules"]
-               if nftlib.rule_key(r) not in want and r["verdict"] == "accept"]
-    if not removed:
-        return
-    binary = module.get_bin_path("conntrack")
-    if binary is None:
-        module.warn("conntrack is not installed: connections the removed accept rules let in stay until "
-                    "their conntrack entries time out")
-        return
-    keep = [(c, r) for c, chain in desired["chains"].items() for r in chain["rules"]]
-    flows, error = conntrack.flush(module.run_command, binary, removed, keep, module.check_mode)
-    if error:
-        module.warn(error)
-    result["conntrack_deleted"] = flows
-
-
-def _foreign_report(module, firewall, table, result):
-    """Other tables' base chains and NAT against the policy -> fatal messages (fail mode only).
-
-    Fills result["foreign"] (drops/may_drop/accepts) and result["nat"]; warns about the rest."""
-    p = module.params
-
-    def run(argv):
-        return module.run_command(argv)
-    try:
-        tables = nft_listing.read_ruleset(run, module.get_bin_path("nft", required=True),
-                                          skip=((nftlib.FAMILY, table),))
-    except nft_listing.ListingError as exc:
-        return ["reading the other tables failed: %s" % exc]
-    unreadable = ["table %s %s could not be read (nft -j)" % k for k, v in tables.items() if v is None]
-    found = foreign.chain_findings({k: v for k, v in tables.items() if v is not None},
-                                   foreign.policy_flows(firewall), owned=(nftlib.FAMILY, table))
-    nat = foreign.nft_nat_findings({k: v for k, v in tables.items() if v is not None},
-                                   foreign.av_edge_addresses(firewall))
-    result["foreign"] = dict(found, unreadable=unreadable)
-    result["nat"] = nat
-    fatal = []
-    for msg in found["may_drop"] + found["accepts"] + unreadable:
-        module.warn(msg)
-    drops = ["%s (the policy must allow it; nftables drops a packet any base chain on the hook drops)" % m
-             for m in found["drops"]]
-    if p["foreign_check"] == "fail":
-        fatal += drops
-    else:
-        for msg in drops:
-            module.warn(msg)
-    nat_msgs = ["%s; the page says the firewall must not NAT it" % m for m in nat]
-    if p["nat_check"] == "fail":
-        fatal += nat_msgs
-    else:
-        for msg in nat_msgs:
-            module.warn(msg)
-    return fatal
-
-
-def _persist_plan(params, script, table):
-    """-> list of (path, old_text, new_text, mode, what) to write (new_text None = remove)."""
-    plan = []
-    path, conf = params["persist_path"], params["persist_conf"]
-    present = params["state"] == "present"
-    if path:
-        old = nftlib.read_text(path)
-        new = script if present else None
-        if old != new:
-            plan.append((path, old, new, 0o644, "persist file %s %s" % (path, "written" if new else "removed")))
-        if conf:
-            old_conf = nftlib.read_text(conf)
-            if present:
-                new_conf = nftlib.conf_with_include(old_conf, path, table)
-            elif old_conf is not None:
-                new_conf = nftlib.conf_without_include(old_conf, path, table)
-            else:
-                new_conf = None
-            if old_conf != new_conf:
-                plan.append((conf, old_conf, new_conf, 0o755, "include of %s %s %s" % (
-                    path, "added to" if present else "removed from", conf)))
-    return plan
+from ansible_collections.ocs.edge_firewall.plugins.module_utils import backend
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.rules import FirewallError
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.nftables import Nft, NftBackend
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=common.ruleset_argument_spec(
-            table=dict(type="str", default="ocs_edge"),
-            persist_path=dict(type="path", default="/etc/nftables.d/ocs_edge.nft"),
-            persist_conf=dict(type="path", default="/etc/nftables.conf"),
-            foreign_check=dict(type="str", choices=["fail", "warn"], default="fail"),
-            nat_check=dict(type="str", choices=["fail", "warn"], default="fail"),
-            lock_timeout=dict(type="int", default=120),
-            conntrack_flush=dict(type="bool", default=True),
-        ),
-        mutually_exclusive=[("firewall", "rules")],
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=backend.ruleset_argument_spec(
+        table=dict(type="str", default="ocs_edge"),
+        persist_path=dict(type="path", default="/etc/nftables.d/ocs_edge.nft"),
+        persist_conf=dict(type="path", default="/etc/nftables.conf"),
+        foreign_check=dict(type="str", choices=["fail", "warn"], default="fail"),
+    ), mutually_exclusive=[("firewall", "rules")], supports_check_mode=True)
     p = module.params
-    name, table = p["name"], p["table"]
-    result = dict(changed=False, created=[], removed=[], updated=[], table="%s %s" % (nftlib.FAMILY, table),
-                  persist_path=p["persist_path"] or "")
-
-    def fail(msg, **extra):
-        result.update(extra)
-        module.fail_json(msg=msg, **result)
-
-    if not nftlib.TABLE_RE.match(table):
-        fail("firewall %s: table: %r is not a valid nft table name" % (name, table))
-    try:
-        for var in ("persist_path", "persist_conf"):
-            common.check_path(p[var], name, var, nftlib.NftError)
-    except nftlib.NftError as exc:
-        fail("%s (nothing was changed)" % exc)
 
     def run(argv, data=None):
-        if data is None:
-            return module.run_command(argv)
-        return module.run_command(argv, data=data, binary_data=True)
+        return module.run_command(argv, data=data, binary_data=True) if data is not None else module.run_command(argv)
 
-    nft = nftlib.Nft(run, module.get_bin_path("nft", required=True))
+    checks = {"foreign_check": p["foreign_check"], "nat_check": p["nat_check"],
+              "conntrack_flush": p["conntrack_flush"], "conntrack": module.get_bin_path("conntrack")}
     try:
-        with lock.RunLock(timeout=p["lock_timeout"]):
-            _enforce(module, nft, result, fail)
-    except lock.LockTimeout as exc:
-        fail("firewall %s: %s" % (name, exc))
-
-
-def _enforce(module, nft, result, fail):
-    """Read, compare, check, apply, read back, persist; under the run lock."""
-    p = module.params
-    if not module.check_mode:
-        common.remove_stale_temp((p["persist_path"], p["persist_conf"]))
-    name, table = p["name"], p["table"]
-    try:
-        live = nft.read_table(table)
-    except nftlib.NftError as exc:
-        fail("firewall %s: %s" % (name, exc))
-
-    if p["state"] == "absent":
-        if live is not None:
-            result["removed"] = nftlib.compare({"chains": {}}, live)["removed"] + ["table %s" % result["table"]]
-        plan = _persist_plan(p, None, table)
-        result["updated"] = [item[4] for item in plan]
-        result["changed"] = bool(live is not None or plan)
-        if module._diff:
-            result["diff"] = {"before": nftlib.render_listing(live, table), "after": "",
-                              "before_header": "live table %s" % result["table"], "after_header": "absent"}
-        if module.check_mode or not result["changed"]:
-            module.exit_json(**result)
-        try:
-            if live is not None:
-                nft.delete_table(table)
-        except nftlib.NftError as exc:
-            fail("firewall %s: %s" % (name, exc))
-        for path, _old, new, mode, _what in plan:
-            if new is None:
-                os.unlink(path)
-            else:
-                nftlib.write_atomic(path, new, mode)
-        module.exit_json(**result)
-
-    firewall = common.firewall_param(p, "nftables")
-    if firewall is None:
-        fail("firewall %s: give either firewall (the FIREWALL dict) or rules" % name)
-    try:
-        desired = nftlib.desired_table(firewall, name, p["input_policy"], p["output_policy"], p["allow_icmp"])
-        script = nftlib.render_script(desired, table, header=[
-            "Managed by ocs.edge_firewall (module nft_ruleset) for firewall %s." % name,
-            "Do not edit: the next run puts table %s %s back as the policy says." % (nftlib.FAMILY, table),
-        ])
-    except nftlib.NftError as exc:
-        fail("%s (nothing was changed; the previous rule set is still in force)" % exc)
-
-    fatal = _foreign_report(module, firewall, table, result)
-    if fatal:
-        fail("firewall %s: other software's rules contradict the policy (nothing was changed; set "
-             "ocs_foreign_rules_check/ocs_nat_check: warn to only warn):\n%s" % (name, "\n".join(fatal)))
-
-    cmp = nftlib.compare(desired, live)
-    plan = _persist_plan(p, script, table)
-    result.update(created=cmp["created"], removed=cmp["removed"],
-                  updated=cmp["updated"] + [item[4] for item in plan], script=script)
-    result["changed"] = bool(cmp["changed"] or plan)
-    if module._diff:
-        diffs = [{"before_header": "live table %s" % result["table"],
-                  "after_header": "desired table %s" % result["table"],
-                  "before": nftlib.render_listing(live, table), "after": nftlib.render_listing(desired, table)}]
-        for path, old, new, _mode, _what in plan:
-            diffs.append({"before_header": path, "after_header": path, "before": old or "", "after": new or ""})
-        result["diff"] = diffs
-
-    if cmp["changed"]:
-        try:
-            nft.check(script)
-        except nftlib.NftError as exc:
-            fail("firewall %s: table %s: %s\nThe previous rule set is still in force." % (name, result["table"], exc))
-    if module.check_mode or not result["changed"]:
-        if module.check_mode and cmp["changed"]:
-            _conntrack_flush(module, live, desired, result)
-        module.exit_json(**result)
-
-    if cmp["changed"]:
-        try:
-            nft.apply(script)
-        except nftlib.NftError as exc:
-            fail("firewall %s: table %s: %s\nThe previous rule set is still in force." % (name, result["table"], exc))
-        applied = ("the new table %s IS IN FORCE (nft -f committed it)" % result["table"])
-        try:
-            after = nft.read_table(table)
-        except nftlib.NftError as exc:
-            fail("firewall %s: %s, but reading it back failed: %s; the persisted file was not written "
-                 "(the boot file still loads the previous rule set)" % (name, applied, exc))
-        still = nftlib.compare(desired, after)
-        if still["changed"]:
-            fail("firewall %s: %s, but it reads back different from the desired set (created %s, removed %s, "
-                 "updated %s); the persisted file was not written (the boot file still loads the previous "
-                 "rule set)" % (name, applied, still["created"], still["removed"], still["updated"]))
-        _conntrack_flush(module, live, desired, result)
-    _persist(module, plan, fail, cmp["changed"])
-    module.exit_json(**result)
-
-
-def _persist(module, plan, fail, applied):
-    """Write the persisted file(s); a failure says what is in force now and what boots."""
-    name = module.params["name"]
-    done = []
-    for path, _old, new, mode, _what in plan:
-        try:
-            nftlib.write_atomic(path, new, mode)
-        except (IOError, OSError) as exc:
-            fail("firewall %s: %s; writing %s failed: %s (written before it: %s). At the next boot the "
-                 "previous content of %s is loaded." % (
-                     name, "the new table IS IN FORCE" if applied else "the live table was already as desired",
-                     path, exc, ", ".join(done) or "nothing", path))
-        done.append(path)
+        nft = NftBackend(p["name"], Nft(run, module.get_bin_path("nft", required=True)), p["table"],
+                         p["input_policy"], p["output_policy"], p["allow_icmp"], p["persist_path"], p["persist_conf"],
+                         checks)
+    except FirewallError as exc:  # NftError, or a path/name refused by the backend contract
+        module.fail_json(msg=str(exc))
+    backend.run_module(module, nft, backend.firewall_param(p, "nftables"))
 
 
 if __name__ == "__main__":

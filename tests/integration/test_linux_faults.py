@@ -98,8 +98,9 @@ def test_named_set_rule_in_owned_table_is_drift_and_replaced(netns, tmp_path):
     res = nft_run(ns, tmp_path, args, check=True)
     assert not res.get("failed"), res.get("msg")
     assert res["changed"] is True
-    assert any("@allow" in r and r.startswith("forward: ") for r in res["removed"]), res["removed"]
-    assert any(r.startswith("set allow") and "10.202.1.100" in r for r in res["removed"]), res["removed"]
+    assert any("@allow" in r and r.startswith("rule:forward: ") for r in res["removed"]), res["removed"]
+    assert any(r.startswith("set:allow") and "10.202.1.100" in r for r in res["removed"]), res["removed"]
+    assert "@allow" in res["diff"][0]["before"] and "set allow" in res["diff"][0]["before"]
     assert "@allow" in nft(ns, "list", "table", "inet", "ocs_edge").stdout      # check mode touched nothing
 
     res = nft_run(ns, tmp_path, args)
@@ -123,8 +124,9 @@ def test_dormant_table_and_unmodelled_objects_are_drift_and_replaced(netns, tmp_
     assert not res.get("failed"), res.get("msg")
     assert res["changed"] is True
     removed = "\n".join(res["removed"])
-    for expected in ("table flags dormant", "counter sneaky", "map m", "chain extra"):
+    for expected in ("counter:sneaky", "map:m", "chain:extra"):
         assert expected in removed, (expected, res["removed"])
+    assert "table:inet ocs_edge" in res["updated"], res["updated"]       # its flags
     assert "table flags dormant" in res["diff"][0]["before"]
 
     res = nft_run(ns, tmp_path, args)
@@ -319,7 +321,7 @@ def test_failure_after_commit_says_the_new_rules_are_in_force(netns, tmp_path):
     assert "ocs_edge" in nft(ns, "list", "tables").stdout
     res = ipt_run(ns, tmp_path, ipt_args(fw("iptables"), tmp_path, persist_path=str(blocker / "rules.v4")))
     assert res.get("failed") is True
-    assert "ARE IN FORCE" in res["msg"] and "still in force" not in res["msg"], res["msg"]
+    assert "IS IN FORCE" in res["msg"] and "still in force" not in res["msg"], res["msg"]
     assert any("OCS-EDGE-FWD" in l for l in ipt_save(ns))
 
 

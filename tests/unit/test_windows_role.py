@@ -341,7 +341,7 @@ def test_deploy_playbook_syntax_check_with_windows_inventory(topology):
 
 def test_role_is_ansible_lint_clean():
     proc = subprocess.run([os.path.join(BIN, "ansible-lint"), "--profile", "production", "--offline",
-                           "roles/windows_firewall", str(FIXTURES / "role_playbook.yml")],
+                           "roles/windows", str(FIXTURES / "role_playbook.yml")],
                           cwd=REPO, capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, ANSIBLE_NOCOLOR="1", NO_COLOR="1"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -350,7 +350,7 @@ def test_role_is_ansible_lint_clean():
 def test_reader_script_is_read_only_and_matches_the_normaliser():
     """No PowerShell here: hold the reader's text to what the controller and the shadow assume."""
     from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.windows import _KEYS
-    script = (REPO / "roles" / "windows_firewall" / "files" / "read_group.ps1").read_text()
+    script = (REPO / "roles" / "windows" / "files" / "read_group.ps1").read_text()
     assert "[CmdletBinding(SupportsShouldProcess)]" in script      # win_powershell runs it in check mode
     assert "$Ansible.Changed = $false" in script
     code = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("#"))
