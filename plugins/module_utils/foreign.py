@@ -285,11 +285,14 @@ def _family_sees(family, flow):
 def av_edge_addresses(firewall):
     """The addresses this firewall must not NAT: the A/V Edge's address on its side.
 
-    ``firewall["no_nat"]`` when the policy gives it; until then derived from the PFRULEs of
-    server_role av_edge (or an id/comment naming av_edge): the perimeter-side address (the
-    page's local address, the A/V Edge's own). -> sorted list of ip_network."""
+    From the policy's ``no_nat`` (docs/policy-model.md: [{"address", "roles"}], the entries with
+    role av_edge are the page's minimum); for a FIREWALL without it (hand-written), derived from
+    the PFRULEs of server_role av_edge (or an id/comment naming av_edge): the perimeter-side
+    address (the page's local address, the A/V Edge's own). -> sorted list of ip_network."""
     if firewall.get("no_nat") is not None:
-        return sorted(set(_nets(firewall["no_nat"]) or []), key=str)
+        addrs = [e["address"] if isinstance(e, dict) else e for e in firewall["no_nat"]
+                 if not isinstance(e, dict) or "av_edge" in (e.get("roles") or [])]
+        return sorted(set(_nets(addrs) or []), key=str)
     out = set()
     for rule in firewall.get("rules") or []:
         named = "av_edge" in " ".join(str(rule.get(k) or "") for k in ("server_role", "id", "comment"))

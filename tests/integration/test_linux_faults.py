@@ -568,3 +568,21 @@ def test_fail2ban_ban_of_a_management_address_still_works(netns, tmp_path, input
         assert connect(client, "10.10.1.1", 2222) == "ok"
         assert connect(server, "172.16.1.1", 2222).startswith("blocked")   # not management: dropped
         assert ipt_run(router, tmp_path, ipt_args(firewall, tmp_path))["changed"] is False
+
+
+def test_no_nat_of_the_policy_names_the_av_edge_addresses(netns, tmp_path):
+    """The policy's no_nat (entries with role av_edge) is what is checked when it is there."""
+    ns = netns.first
+    nft_file(ns, tmp_path, """
+table ip natted {
+	chain post {
+		type nat hook postrouting priority 100; policy accept;
+		ip saddr 198.51.100.7 masquerade comment "hides the listed address"
+	}
+}
+""")
+    no_nat = [{"address": "198.51.100.7", "roles": ["av_edge"]}, {"address": "203.0.113.40", "roles": ["reverse_proxy"]}]
+    res = nft_run(ns, tmp_path, nft_args(fw("nftables", rules=[AV_RULE], no_nat=no_nat), tmp_path), check=True)
+    assert res.get("failed") is True and "hides the listed address" in res["msg"], res
+    res = nft_run(ns, tmp_path, nft_args(fw("nftables", rules=[AV_RULE], no_nat=no_nat[1:]), tmp_path), check=True)
+    assert not res.get("failed") and res["nat"] == []
