@@ -290,20 +290,16 @@ def render_script(table_state, table="ocs_edge", header=None):
         "delete table %s %s" % (FAMILY, table),
         "table %s %s {" % (FAMILY, table),
     ]
-    first = True
-    for cname, chain in table_state["chains"].items():
-        if not first:
-            lines.append("")
-        first = False
-        lines.append("\tchain %s {" % cname)
-        head = chain_header(chain)
-        if head:
-            lines.append("\t\t%s" % head)
-        for rule in chain["rules"]:
-            lines.append("\t\t%s" % render_rule(rule))
-        lines.append("\t}")
+    for i, (cname, chain) in enumerate(table_state["chains"].items()):
+        lines += ([""] if i else []) + _chain_lines(cname, chain)
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _chain_lines(cname, chain):
+    head = chain_header(chain)
+    return (["\tchain %s {" % cname] + (["\t\t%s" % head] if head else [])
+            + ["\t\t%s" % render_rule(rule) for rule in chain["rules"]] + ["\t}"])
 
 
 def render_listing(table_state, table="ocs_edge"):
@@ -312,13 +308,7 @@ def render_listing(table_state, table="ocs_edge"):
         return ""
     lines = ["table %s %s {" % (FAMILY, table)]
     for cname, chain in table_state["chains"].items():
-        lines.append("\tchain %s {" % cname)
-        head = chain_header(chain)
-        if head:
-            lines.append("\t\t%s" % head)
-        for rule in chain["rules"]:
-            lines.append("\t\t%s" % render_rule(rule))
-        lines.append("\t}")
+        lines += _chain_lines(cname, chain)
     for obj in table_state.get("objects", []):
         lines.append("\t%s" % obj)
     lines.append("}")

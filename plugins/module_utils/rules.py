@@ -25,7 +25,7 @@ MODES = ("network", "host")
 POLICIES = ("accept", "drop")
 # Rule ids end up in comments, Windows rule names and pfSense descriptions.
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,79}")
-_PORT_RE = re.compile(r"\s*(\d{1,5})\s*(?:-\s*(\d{1,5})\s*)?")
+_PORT_RE = re.compile(r" *(\d{1,5}) *(?:- *(\d{1,5}) *)?")   # spaces allowed, never a newline
 
 # Comments of the base rules every Linux backend writes (a backend adds its own keys).
 BASE_COMMENTS = {

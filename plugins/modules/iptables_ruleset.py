@@ -209,16 +209,16 @@ EXAMPLES = r"""
 RETURN = r"""
 created:
   description:
-    - What is desired but not live, by id (the backend contract, docs/backend-contract.md) -
-      PFRULE ids (C(central-t20-f12-out)), base rules (C(base:mgmt), C(base:est), ...) and owned
-      objects as C(<kind>:<name>) (chains, jumps, the table, persisted files).
+    - "Desired but not live, by id (docs/backend-contract.md): PFRULE ids, base rules
+      (C(base:mgmt), ...), C(chain:<prefix>-FWD), C(jump:<built-in chain>), C(file:<path>)."
   returned: always
   type: list
   elements: str
   sample: ["chain:OCS-EDGE-FWD", "central-t20-f12-out", "base:mgmt", "jump:FORWARD", "file:/etc/iptables/rules.v4"]
 removed:
   description:
-    - "What is live but not desired, by id; a rule no desired rule explains (no known comment)
+    - "Live but not desired: owned chains no longer desired and jumps from a built-in chain that
+      should not have one (C(chain:OCS-EDGE-OUT), C(jump:OUTPUT)); a rule nothing desired explains
       is C(rule:<chain>: <its rule text>)."
   returned: always
   type: list
@@ -226,16 +226,17 @@ removed:
   sample: ["rule:OCS-EDGE-FWD: -p tcp -m tcp --dport 23 -j ACCEPT", "chain:OCS-EDGE-OUT", "jump:OUTPUT"]
 updated:
   description:
-    - Ids whose live rules differ from the desired ones (an address, a port, a count), chains
-      whose policy/hook or rule order differ, jumps not alone at position 1, files rewritten.
+    - "The id of a rule whose live form differs (an address, a port, a count), an owned chain whose
+      rule order differs (C(chain:OCS-EDGE-IN)), a jump not alone at position 1 (C(jump:FORWARD)),
+      the rules file rewritten."
   returned: always
   type: list
   elements: str
   sample: ["central-t18-f5-in", "chain:OCS-EDGE-IN", "jump:FORWARD"]
 diff:
   description:
-    - Ansible diffs (C(before), C(after), C(before_header), C(after_header)) of the owned rules
-      (canonical listing) and of each persisted file; returned whenever something differs.
+    - "Ansible diffs (before/after with headers) of the owned chains and jumps as iptables-save
+      lines, then the rules file; returned when something differs."
   returned: changed
   type: list
   elements: dict

@@ -206,33 +206,33 @@ EXAMPLES = r"""
 RETURN = r"""
 created:
   description:
-    - What is desired but not live, by id (the backend contract, docs/backend-contract.md) -
-      PFRULE ids (C(central-t20-f12-out)), base rules (C(base:mgmt), C(base:est), ...) and owned
-      objects as C(<kind>:<name>) (chains, jumps, the table, persisted files).
+    - "Desired but not live, by id (docs/backend-contract.md): PFRULE ids, base rules
+      (C(base:mgmt), ...), C(table:inet <table>), C(chain:<name>), C(file:<path>)."
   returned: always
   type: list
   elements: str
   sample: ["table:inet ocs_edge", "chain:forward", "central-t20-f12-out", "base:mgmt", "file:/etc/nftables.d/ocs_edge.nft"]
 removed:
   description:
-    - "What is live but not desired, by id; a rule no desired rule explains (no known comment)
-      is C(rule:<chain>: <its rule text>)."
+    - "Live but not desired: chains, sets and other objects of the owned table (C(chain:sneaky),
+      C(set:allow)); a rule nothing desired explains is C(rule:<chain>: <its rule text>)."
   returned: always
   type: list
   elements: str
   sample: ["rule:forward: tcp dport 23 accept", "chain:sneaky", "set:allow"]
 updated:
   description:
-    - Ids whose live rules differ from the desired ones (an address, a port, a count), chains
-      whose policy/hook or rule order differ, jumps not alone at position 1, files rewritten.
+    - "The id of a rule whose live form differs (an address, a port, a count), a chain whose type,
+      hook, priority, policy or rule order differ (C(chain:forward)), table flags, the persisted
+      script or boot file rewritten."
   returned: always
   type: list
   elements: str
   sample: ["central-t18-f5-in", "chain:forward", "file:/etc/nftables.conf"]
 diff:
   description:
-    - Ansible diffs (C(before), C(after), C(before_header), C(after_header)) of the owned rules
-      (canonical listing) and of each persisted file; returned whenever something differs.
+    - "Ansible diffs (before/after with headers) of the owned table as a canonical listing, then
+      the persisted script and the boot file; returned when something differs."
   returned: changed
   type: list
   elements: dict

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from ansible_collections.ocs.edge_firewall.plugins.module_utils.platforms import PLATFORMS, platforms_for
+from ansible_collections.ocs.edge_firewall.plugins.plugin_utils import extras
 
 try:
     import netaddr
@@ -38,13 +39,13 @@ DEFAULT_SITE = "central"
 DEPLOYMENT_VARS = (
     "ocs_topology", "ocs_director", "ocs_next_hop", "ocs_arrays", "ocs_sites",
     "ocs_allow_nonpublic_av_addresses",
-)
+) + extras.DEPLOYMENT_VARS
 HOST_VARS = (
     "ocs_edge_roles", "ocs_site", "ocs_internal_ip", "ocs_external_ip", "ocs_array",
     "ocs_host_firewall", "ocs_firewall_side", "ocs_firewall_platform",
     "ocs_firewall_interfaces", "ocs_management_networks", "ocs_management_ports",
     "ansible_port",     # the management port defaults to it: a deploy does not cut its own connection
-)
+) + extras.HOST_VARS
 ALL_VARS = DEPLOYMENT_VARS + HOST_VARS
 
 # Names end up in rule ids, comments, nft/iptables/pfSense text: keep them plain.
@@ -333,6 +334,12 @@ def _interfaces(value, side, platform, where, chk):
                      "%r is not one of them" % (side, " and ".join(zones), zone))
             continue
         if chk.name(ifname, where, "ocs_firewall_interfaces.%s" % zone, _IFNAME):
+            # the platform's own names (pfSense: lower-case ids wan, lan, optN, as filter.inc
+            # looks them up; Linux: IFNAMSIZ)
+            if not PLATFORMS[platform].ifname_re.fullmatch(ifname):
+                chk.fail(where, "ocs_firewall_interfaces.%s" % zone, "%r is not a valid %s interface name"
+                         % (ifname, PLATFORMS[platform].title))
+                continue
             out[zone] = ifname
     missing = [z for z in zones if z not in out]
     if missing and (PLATFORMS[platform].interfaces_required or out):
@@ -424,8 +431,10 @@ def _pfrule(rule, src, dst, chain):
         "src_zone": "perimeter" if local_first else remote_zone,
         "dst_zone": remote_zone if local_first else "perimeter",
         "chain": chain,
-        "comment": "ocs %s table %d figure %d %s %s" % (
+        # extra rules and the page's opt-in notes bring their own comment (plugin_utils/extras.py)
+        "comment": rule.get("comment") or "ocs %s table %d figure %d %s %s" % (
             rule["id"], rule["table"], rule["figure"], rule["server_role"], rule["service"]),
+        **{k: True for k in ("extra", "note") if rule.get(k)},
     }
 
 
@@ -515,6 +524,10 @@ def build_policy(hostvars):
     rules = _expand(topology, site_kinds, servers, arrays, director, next_hop, chk, warnings)
     if chk.errors:
         raise PolicyError(chk.errors)
+    rules = extras.extend_rules(rules, hostvars, dict(dep, ocs_topology=topology), servers, director,
+                                site_kinds, chk, warnings)
+    if chk.errors:
+        raise PolicyError(chk.errors)
 
     fw_out = {}
     for name, fw in sorted(firewalls.items()):
@@ -524,6 +537,7 @@ def build_policy(hostvars):
                             % (name, fw["site"]))
         fw_out[name] = {k: fw[k] for k in ("side", "site", "platform", "mode", "interfaces", "management")}
         fw_out[name]["rules"] = mine
+        fw_out[name]["no_nat"] = _no_nat([r for r in rules if r["firewall"] == fw["side"] and r["site"] == fw["site"]])
     for site in site_kinds:
         for side in SIDES:
             if any(r["site"] == site and r["firewall"] == side for r in rules) and not any(
@@ -561,11 +575,23 @@ def build_policy(hostvars):
             "next_hop": next_hop,
             "sites": dict(sorted(site_kinds.items())),
             "arrays": {n: dict(a) for n, a in sorted(arrays.items())},
+            **extras.deployment_summary(dep, director),
         },
         "rules": public_rules,
         "firewalls": fw_out,
         "warnings": warnings,
     }
+
+
+def _no_nat(rules):
+    """The perimeter server addresses a network firewall's rules name (their local addresses),
+    with their roles: what must not be NATed (the page: the A/V Edge's external address on the
+    external firewall, its internal address on the internal one)."""
+    roles = {}
+    for rule in rules:
+        for addr in rule["local_addresses"] or []:
+            roles.setdefault(addr, set()).add(rule["server_role"])
+    return [{"address": a, "roles": sorted(r for r in roles[a] if r)} for a in sorted(roles, key=netaddr.IPNetwork)]
 
 
 def _expand(topology, site_kinds, servers, arrays, director, next_hop, chk, warnings):

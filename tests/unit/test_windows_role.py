@@ -168,6 +168,7 @@ def test_stale_rule_is_removed(tmp_path):
     result = single(tmp_path, state)
     assert result.proc.returncode == 0, result.out
     assert [c["args"] for c in result.writes] == [{"name": "OCS edge central-t99-f1-in", "state": "absent"}]
+    assert re.search(r'"removed": \[\s*"central-t99-f1-in"\s*\]', result.out), result.out
     assert norm_state(result.state["ae1"]) == norm_state(golden("single_site", "ae1"))
 
 
@@ -181,6 +182,8 @@ def test_changed_port_is_put_back(tmp_path):
     assert [c["args"] for c in result.writes] == [want]
     assert norm_state(result.state["ae1"]) == norm_state(golden("single_site", "ae1"))
     assert "'before': '8443'" in result.out or '"before": "8443"' in result.out
+    # the shared result shape (docs/backend-contract.md): the rule's id under updated
+    assert re.search(r'"updated": \[\s*"central-t14-f4-in"\s*\]', result.out), result.out
 
 
 def test_rule_outside_the_group_is_never_touched(tmp_path):
