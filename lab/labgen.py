@@ -273,6 +273,10 @@ def inventory(name, spec, lab):
            "        ansible_connection: containers.podman.podman",
            "        ansible_python_interpreter: /usr/bin/python3",
            "        ocs_linux_become: false        # podman exec is already root",
+           "        # the containers have no init system to enable a boot service with; the reboot",
+           "        # step (molecule/shared/reboot.yml) runs the units' start commands instead",
+           "        ocs_nftables_boot_loader: false",
+           "        ocs_iptables_boot_loader: false",
            "      children:", "        ocs_firewalls:", "          hosts:"]
     for fw, (site, side, platform) in spec["firewalls"].items():
         c = by_host[fw]

@@ -32,9 +32,11 @@ import os
 import tempfile
 from collections import Counter, OrderedDict
 
+from ansible_collections.ocs.edge_firewall.plugins.module_utils import lock
 from ansible_collections.ocs.edge_firewall.plugins.module_utils.rules import FirewallError, where
 
 STILL_IN_FORCE = "The previous rule set is still in force."
+IN_FORCE = "The new rule set IS IN FORCE (the transaction was committed)"
 
 
 class Changes(object):
@@ -117,6 +119,20 @@ class Backend(object):
         """Backend-specific result keys (the applied script, ...)."""
         return {}
 
+    def preflight(self, firewall, desired, live):
+        """Look at what the backend does not own (other software's rules, NAT) before anything is
+        changed, in check mode too -> (fatal messages, warnings, result keys)."""
+        return [], [], {}
+
+    def after_apply(self, desired, live, check_mode):
+        """After the new rules are in force (check mode: would be) -> (warnings, result keys);
+        e.g. the conntrack entries of connections the correction no longer allows."""
+        return [], {}
+
+    def persist_files(self):
+        """The files persist() writes (their directories get stale temporary files removed)."""
+        return []
+
 
 # --------------------------------------------------------------------------- rules diff
 
@@ -183,7 +199,9 @@ def _failed(backend, exc, tail=STILL_IN_FORCE):
     return FirewallError("%s\n%s" % (msg, tail) if tail else msg)
 
 
-def write_files(backend, files):
+def write_files(backend, files, applied=True):
+    """Write the persisted files; a failure says what is in force now and what boots."""
+    done = []
     for f in files:
         try:
             if f.new is None:
@@ -192,8 +210,12 @@ def write_files(backend, files):
             else:
                 write_atomic(f.path, f.new, f.mode)
         except (IOError, OSError) as exc:
-            raise FirewallError("%sthe rule set is applied but writing %s failed: %s"
-                                % (where(backend.name, ""), f.path, exc))
+            raise FirewallError("%s%s; writing %s failed: %s (written before it: %s). At the next boot the "
+                                "previous content of %s is loaded."
+                                % (where(backend.name, ""), IN_FORCE if applied else
+                                   "The live rules were already as desired", f.path, exc,
+                                   ", ".join(done) or "nothing", f.path))
+        done.append(f.path)
 
 
 def _absent(backend, live, check_mode):
@@ -235,10 +257,15 @@ def enforce(backend, firewall, state="present", check_mode=False):
         files = backend.persist(desired)
     except FirewallError as exc:
         raise FirewallError("%s (nothing was changed; the previous rule set is still in force)" % exc)
+    fatal, warnings, found = backend.preflight(firewall, desired, live)
+    if fatal:
+        raise FirewallError("%sother software's rules contradict the policy; nothing was changed:\n%s"
+                            % (where(backend.name, ""), "\n".join(fatal)))
     changes = backend.compare(desired, live)
     live_changed = changes.changed
     changes.add(**_file_changes(files).as_dict())
-    result = dict(changes.as_dict(), changed=changes.changed, warnings=[], **backend.extras(desired, live))
+    result = dict(changes.as_dict(), changed=changes.changed, warnings=list(warnings),
+                  **dict(backend.extras(desired, live), **found))
     if changes.changed:
         result["diff"] = _diff(backend, desired, live, files, backend.owned)
     if live_changed:
@@ -247,30 +274,48 @@ def enforce(backend, firewall, state="present", check_mode=False):
         except FirewallError as exc:
             raise _failed(backend, exc)
     if check_mode or not changes.changed:
+        if check_mode and live_changed:
+            _after_apply(backend, desired, live, True, result)
         return result
     if live_changed:
         _apply_and_read_back(backend, desired, live)
-    write_files(backend, files)
+        _after_apply(backend, desired, live, False, result)
+    write_files(backend, files, applied=live_changed)
     return result
+
+
+def _after_apply(backend, desired, live, check_mode, result):
+    warnings, found = backend.after_apply(desired, live, check_mode)
+    result["warnings"].extend(warnings)
+    result.update(found)
 
 
 def _apply_and_read_back(backend, desired, live):
     try:
         backend.apply(desired, live)
-        after = backend.read_live()
     except FirewallError as exc:
         raise _failed(backend, exc)
+    try:
+        after = backend.read_live()
+    except FirewallError as exc:
+        raise _failed(backend, exc, tail="%s, but reading it back failed; the persisted file was not written "
+                                         "(the boot configuration still loads the previous rule set)." % IN_FORCE)
     still = backend.compare(desired, after)
     if still.changed:
-        raise FirewallError("%s%s was loaded but reads back different from the desired set (%r); the "
-                            "persisted file was not written" % (where(backend.name, ""), backend.owned, still))
+        raise FirewallError("%s%s: %s, but it reads back different from the desired set (%r); the persisted "
+                            "file was not written (the boot configuration still loads the previous rule set)"
+                            % (where(backend.name, ""), backend.owned, IN_FORCE, still))
 
 
 def run_module(module, backend, firewall):
-    """The whole main() of a ruleset module: enforce, then exit_json or fail_json."""
+    """The whole main() of a ruleset module: under the run lock (one run per host at a time),
+    remove what killed runs left, enforce, then exit_json or fail_json."""
     try:
-        result = enforce(backend, firewall, module.params["state"], module.check_mode)
-    except FirewallError as exc:
+        with lock.RunLock(timeout=module.params.get("lock_timeout") or 120):
+            if not module.check_mode:
+                remove_stale_temp(backend.persist_files())
+            result = enforce(backend, firewall, module.params["state"], module.check_mode)
+    except (FirewallError, lock.LockTimeout) as exc:
         module.fail_json(msg=str(exc), changed=False, created=[], updated=[], removed=[], warnings=[])
     module.exit_json(**result)
 
@@ -291,6 +336,9 @@ def ruleset_argument_spec(**backend_options):
         output_policy=dict(type="str", choices=["accept", "drop"], default="accept"),
         allow_icmp=dict(type="bool", default=True),
         state=dict(type="str", choices=["present", "absent"], default="present"),
+        lock_timeout=dict(type="int", default=120),
+        conntrack_flush=dict(type="bool", default=True),
+        nat_check=dict(type="str", choices=["fail", "warn"], default="fail"),
     )
     spec.update(backend_options)
     return spec
@@ -308,6 +356,44 @@ def firewall_param(params, platform):
 
 
 # --------------------------------------------------------------------------- text and files
+
+def printable(text):
+    """``text`` with every non-printable character (newline, NUL, U+2028, ...) escaped as
+    Python does (``\\n``): safe to put on one line of a script or a comment."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
+def check_path(path, name, var):
+    """A path written into a boot file or used to write one: absolute, printable, no quote or
+    backslash (nft's include "..." has no escaping), else FirewallError. '' (not persisted) passes."""
+    if not path:
+        return path
+    path = str(path)
+    if not path.startswith("/") or any(not c.isprintable() for c in path) or '"' in path or "\\" in path:
+        raise FirewallError("%s: %r must be an absolute path of printable characters without '\"' or '\\' "
+                            "(nothing was changed)" % (where(name, var), path))
+    return path
+
+
+def remove_stale_temp(paths):
+    """Remove what killed runs left behind: ``.ocs_edge.*`` temporary files of write_atomic beside
+    the persisted files and the ``/tmp/ocs_edge.*.nft`` scripts of older versions. Called only
+    under the run lock: then no other run is writing them. -> removed paths."""
+    import glob
+    patterns = ["/tmp/ocs_edge.*.nft"]
+    for path in paths:
+        if path:
+            patterns.append(os.path.join(os.path.dirname(os.path.abspath(path)), ".ocs_edge.*"))
+    removed = []
+    for pattern in patterns:
+        for stale in glob.glob(pattern):
+            try:
+                os.unlink(stale)
+                removed.append(stale)
+            except OSError:
+                pass
+    return removed
+
 
 def unified(before, after, before_name="live", after_name="desired"):
     return "".join(difflib.unified_diff(before.splitlines(True), after.splitlines(True), before_name, after_name))

@@ -37,8 +37,9 @@ import re
 from collections import Counter
 
 from ansible_collections.ocs.edge_firewall.plugins.module_utils.backend import (
-    Backend, Changes, FileChange, numbered, read_text, rule_changes,
+    Backend, Changes, FileChange, check_path, numbered, printable, read_text, rule_changes,
 )
+from ansible_collections.ocs.edge_firewall.plugins.module_utils import conntrack, foreign
 from ansible_collections.ocs.edge_firewall.plugins.module_utils.platforms import PLATFORMS
 from ansible_collections.ocs.edge_firewall.plugins.module_utils.rules import (
     BASE_COMMENTS as _COMMON_COMMENTS, POLICIES, FirewallError, merge, parse_firewall, uncovered, where,
@@ -47,14 +48,18 @@ from ansible_collections.ocs.edge_firewall.plugins.module_utils.rules import (
 TABLE = "filter"
 COMMENT_MAX = PLATFORMS["iptables"].comment_max
 CHAIN_MAX = 28                 # XT_EXTENSION_MAXNAMELEN 29 incl. NUL
-PREFIX_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,%d}" % (CHAIN_MAX - 5))   # + "-FWD", whole string
+PREFIX_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,%d}" % (CHAIN_MAX - 6))   # + "-MGMT", whole string
 MULTIPORT_MAX = PLATFORMS["iptables"].multiport_max   # a range counts as two
-BUILTIN = {"IN": "INPUT", "FWD": "FORWARD", "OUT": "OUTPUT"}
+BUILTIN = {"IN": "INPUT", "FWD": "FORWARD", "OUT": "OUTPUT"}    # jumped to from position 1
+TAILS = {"MGMT": "INPUT"}                                         # jumped to from the end
+HOOKS = {"IN": "input", "FWD": "forward", "OUT": "output", "MGMT": "input"}
 
 BASE_COMMENTS = dict(
     _COMMON_COMMENTS,
     drop="ocs base: default drop (what the policy does not name)",
     jump="ocs.edge_firewall: owned chain, keep at position 1",
+    mgmt_return="ocs management: on to the other INPUT rules (bans), accepted at the end of INPUT",
+    tail="ocs.edge_firewall: owned chain, keep last (management after the other rules, bans)",
 )
 
 
@@ -66,11 +71,11 @@ def chain_names(prefix="OCS-EDGE"):
     """{"IN": "<prefix>-IN", "FWD": ..., "OUT": ...}; the chains the collection owns."""
     if not isinstance(prefix, str) or not PREFIX_RE.fullmatch(prefix):
         raise IptError("chain_prefix: %r is not a valid chain name prefix (a letter, then letters, digits, "
-                       "'_', '.', '-'; at most %d characters so that '<prefix>-FWD' fits iptables' %d)"
-                       % (prefix, CHAIN_MAX - 4, CHAIN_MAX))
+                       "'_', '.', '-'; at most %d characters so that '<prefix>-MGMT' fits iptables' %d)"
+                       % (prefix, CHAIN_MAX - 5, CHAIN_MAX))
     if prefix.upper() in ("INPUT", "OUTPUT", "FORWARD", "ACCEPT", "DROP", "RETURN", "REJECT"):
         raise IptError("chain_prefix: %r is reserved" % prefix)
-    return {k: "%s-%s" % (prefix, k) for k in ("IN", "FWD", "OUT")}
+    return {k: "%s-%s" % (prefix, k) for k in ("IN", "FWD", "OUT", "MGMT")}
 
 
 # --------------------------------------------------------------------- quoting/tokens
@@ -301,15 +306,21 @@ def _base_rules(chain, management, allow_icmp):
         _base("est", chain, {"ctstate": "RELATED,ESTABLISHED", "target": "ACCEPT"}),
         _base("inv", chain, {"ctstate": "INVALID", "target": "DROP"}),
     ]
-    rules.extend(_management_rules(chain, management))
+    rules.extend(_management_rules(chain, management, "RETURN"))
     if allow_icmp:
         rules.append(_base("echo", chain, {"proto": "icmp", "icmp-type": "8", "target": "ACCEPT"}))
     return rules
 
 
-def _management_rules(chain, management):
+def _management_rules(chain, management, target):
+    """The management rules: RETURN in <prefix>-IN (so other software's rules below the jump in
+    INPUT, fail2ban's bans, still see the packet), ACCEPT in <prefix>-MGMT (jumped to from the
+    end of INPUT, after those rules, whatever INPUT's policy is)."""
     ports = _ports(management["ports"])
-    return [_base("mgmt", chain, {"src": src, "proto": "tcp", "dport": group, "target": "ACCEPT"})
+    # id base:mgmt is the management rule of the input chain (as in every backend)
+    rid, comment = ("base:mgmt_accept", BASE_COMMENTS["mgmt"]) if target == "ACCEPT" else \
+        ("base:mgmt", BASE_COMMENTS["mgmt_return"])
+    return [_make_rule(chain, {"src": src, "proto": "tcp", "dport": group, "target": target, "comment": comment}, rid)
             for src in _addresses(management["sources"]) for group in _chunks(ports)]
 
 
@@ -353,7 +364,9 @@ def desired_state(firewall, name=None, prefix="OCS-EDGE", input_policy="drop", o
     _policies(name, input_policy, output_policy)
     fw = parse_firewall(firewall, name, "iptables")
     cin, cfwd, cout = chains_by_kind["IN"], chains_by_kind["FWD"], chains_by_kind["OUT"]
-    chains = {cin: _base_rules(cin, fw.management, allow_icmp)}
+    cmgmt = chains_by_kind["MGMT"]
+    chains = {cin: _base_rules(cin, fw.management, allow_icmp),
+              cmgmt: _management_rules(cmgmt, fw.management, "ACCEPT")}
     policies = {cin: input_policy if fw.mode == "network" else "drop"}
     if fw.mode == "network":
         chains[cfwd] = [_base("est", cfwd, {"ctstate": "RELATED,ESTABLISHED", "target": "ACCEPT"}),
@@ -369,28 +382,32 @@ def desired_state(firewall, name=None, prefix="OCS-EDGE", input_policy="drop", o
     for chain, policy in policies.items():
         if policy == "drop":
             chains[chain].append(_base("drop", chain, {"target": "DROP"}))
-    jumps = {}
+    jumps, tails = {}, {}
     for kind, chain in chains_by_kind.items():
-        if chain in chains:
+        if chain in chains and kind in BUILTIN:
             jumps[BUILTIN[kind]] = _base("jump", BUILTIN[kind], {"target": chain})
+        elif chain in chains:
+            tails[TAILS[kind]] = _base("tail", TAILS[kind], {"target": chain})
     # chains in iptables-save's order (by name), so a listing of live and desired reads alike
-    return {"chains": dict(sorted(chains.items())), "jumps": jumps}
+    return {"chains": dict(sorted(chains.items())), "jumps": jumps, "tails": tails}
 
 
 # ---------------------------------------------------------------------- render
 
 def owned_lines(state):
-    """Declarations, jumps and rules of the owned section, in iptables-restore syntax."""
+    """Declarations, jumps and rules of the owned section, in iptables-restore syntax; the tail
+    jumps (to the end of their chain) are part of the rules, after everything else."""
     decl = [":%s - [0:0]" % c for c in state["chains"]]
     jumps = ["-A %s %s" % (b, r["text"]) for b, r in state["jumps"].items()]
     rules = ["-A %s %s" % (c, r["text"]) for c, rs in state["chains"].items() for r in rs]
+    rules += ["-A %s %s" % (b, r["text"]) for b, r in state.get("tails", {}).items()]
     return decl, jumps, rules
 
 
 def render_rules(state, header=None):
     """The owned section as a complete iptables-restore file (golden files, fresh persistence)."""
     decl, jumps, rules = owned_lines(state)
-    lines = ["# %s" % h for h in (header or [])]
+    lines = ["# %s" % printable(h) for h in (header or [])]
     return "\n".join(lines + ["*filter"] + decl + jumps + rules + ["COMMIT"]) + "\n"
 
 
@@ -400,7 +417,7 @@ def render_listing(state):
         return ""
     out = []
     for b, r in state["jumps"].items():
-        rs = r if isinstance(r, list) else [r]
+        rs = r if isinstance(r, list) else [r] + ([state["tails"][b]] if b in state.get("tails", {}) else [])
         for item in rs:
             pos = " (position %d)" % item["pos"] if item.get("pos") else ""
             out.append("-A %s %s%s" % (b, item["text"], pos))
@@ -429,6 +446,8 @@ def render_transaction(desired, live):
         lines += ["-A %s %s" % (c, r["text"]) for r in rs]
     for b, r in desired["jumps"].items():
         lines.append("-I %s 1 %s" % (b, r["text"]))
+    for b, r in desired.get("tails", {}).items():
+        lines.append("-A %s %s" % (b, r["text"]))       # after every other rule of the chain
     for c in live["chains"]:
         if c not in desired["chains"]:
             lines += ["-F %s" % c, "-X %s" % c]
@@ -490,6 +509,9 @@ def parse_save(text, prefix="OCS-EDGE"):
         elif _target_chain(rule) in owned:
             rule["pos"] = positions[chain]
             jumps.setdefault(chain, []).append(rule)
+    for chain, rules in jumps.items():
+        for rule in rules:
+            rule["last"] = rule["pos"] == positions[chain]
     chains = dict(sorted(chains.items()))
     return {"chains": chains, "jumps": jumps}
 
@@ -506,16 +528,32 @@ def compare(desired, live):
     changes = Changes(created=["chain:%s" % c for c in desired["chains"] if c not in live["chains"]],
                       removed=["chain:%s" % c for c in live["chains"] if c not in desired["chains"]])
     changes.add(**rule_changes(desired["chains"], live["chains"], lambda r: r["key"], _label).as_dict())
-    # jumps: exactly one per desired built-in chain, the desired text, at position 1
-    for chain, ljumps in live["jumps"].items():
-        want = desired["jumps"].get(chain)
-        good = [j for j in ljumps if want is not None and j["key"] == want["key"]]
-        if want is None:
-            changes.add(removed=["jump:%s" % chain])
-        elif len(ljumps) > 1 or not good or good[0]["pos"] != 1:
-            changes.add(updated=["jump:%s" % chain])
-    changes.add(created=["jump:%s" % c for c in desired["jumps"] if c not in live["jumps"]])
+    _compare_jumps(desired, live, changes)
     return changes
+
+
+def _compare_jumps(desired, live, changes):
+    """Per built-in chain exactly one jump, the desired text, at position 1 (jump:<chain>) and,
+    for INPUT, one jump to <prefix>-MGMT, last (jump:INPUT:end); nothing else jumps to ours."""
+    tails = desired.get("tails", {})
+    for chain, ljumps in live["jumps"].items():
+        head, tail = desired["jumps"].get(chain), tails.get(chain)
+        if head is None and tail is None:
+            changes.add(removed=["jump:%s" % chain])
+            continue
+        heads = [j for j in ljumps if head is not None and j["key"] == head["key"]]
+        ends = [j for j in ljumps if tail is not None and j["key"] == tail["key"]]
+        if head is not None and heads and (len(ljumps) > len(heads) + len(ends) or len(heads) > 1
+                                           or heads[0]["pos"] != 1):
+            changes.add(updated=["jump:%s" % chain])
+        if tail is not None and ends and (len(ends) > 1 or not ends[-1].get("last", True)):
+            changes.add(updated=["jump:%s:end" % chain])
+        if head is not None and not heads:
+            changes.add(created=["jump:%s" % chain])
+        if tail is not None and not ends:
+            changes.add(created=["jump:%s:end" % chain])
+    changes.add(created=["jump:%s" % c for c in desired["jumps"] if c not in live["jumps"]])
+    changes.add(created=["jump:%s:end" % c for c in tails if c not in live["jumps"]])
 
 
 # ------------------------------------------------------------------ persistence
@@ -588,8 +626,14 @@ class Ipt:
                            % (self.save, TABLE, rc, (err or out).strip()))
         return parse_save(out, prefix), out
 
+    def read_nat(self):
+        """``iptables-save -t nat`` text ('' when the nat table cannot be read)."""
+        rc, out, _err = self._run([self.save, "-t", "nat"])
+        return out if rc == 0 else ""
+
     def _restore(self, script, test, what):
-        argv = [self.restore, "--noflush"] + (["--test"] if test else [])
+        # -w: wait for the xtables lock (legacy backend) instead of failing on a concurrent call
+        argv = [self.restore, "-w", "30", "--noflush"] + (["--test"] if test else [])
         rc, out, err = self._run(argv, data=script)
         if rc != 0:
             raise IptError("%s: iptables-restore rejected the transaction (rc=%s), nothing was changed:\n%s\n"
@@ -613,13 +657,15 @@ class IptBackend(Backend):
     platform = "iptables"
 
     def __init__(self, name, ipt, prefix="OCS-EDGE", input_policy="drop", output_policy="accept",
-                 allow_icmp=True, persist_path=""):
+                 allow_icmp=True, persist_path="", checks=None):
         super(IptBackend, self).__init__(name)
         self.chains = chain_names(prefix)
         self.ipt, self.prefix = ipt, prefix
         self.policies = (input_policy, output_policy, allow_icmp)
-        self.persist_path = persist_path
-        self.owned = "chains %s-IN/-FWD/-OUT" % prefix
+        self.persist_path = check_path(persist_path, name, "persist_path")
+        self.owned = "chains %s-IN/-FWD/-OUT/-MGMT" % prefix
+        # nat_check: fail|warn; conntrack_flush: bool; conntrack: the binary or None
+        self.checks = dict({"nat_check": "fail", "conntrack_flush": False, "conntrack": None}, **(checks or {}))
 
     def desired(self, firewall):
         return desired_state(firewall, self.name, self.prefix, *self.policies)
@@ -658,6 +704,34 @@ class IptBackend(Backend):
         removal = render_removal(live)
         self.ipt.check(removal)
         self.ipt.apply(removal)
+
+    def persist_files(self):
+        return [self.persist_path]
+
+    def preflight(self, firewall, desired, live):
+        """NAT of the A/V Edge's address in the nat table (foreign.py); never written."""
+        nat = foreign.ipt_nat_findings(self.ipt.read_nat(), foreign.av_edge_addresses(firewall))
+        msgs = ["%s; the page says the firewall must not NAT it (ocs_nat_check: warn to only warn)" % m for m in nat]
+        if self.checks["nat_check"] == "fail":
+            return msgs, [], {"nat": nat}
+        return [], msgs, {"nat": nat}
+
+    def after_apply(self, desired, live, check_mode):
+        """Delete (check mode: list) the conntrack entries only the removed ACCEPT rules allowed."""
+        if not self.checks["conntrack_flush"] or not live:
+            return [], {}
+        hooks = dict((c, HOOKS[k]) for k, c in self.chains.items())
+        want = set(r["key"] for rs in desired["chains"].values() for r in rs)
+        removed = [(hooks[c], conntrack.ipt_rule(r)) for c, rs in live["chains"].items() for r in rs
+                   if r["key"] not in want and (r["key"][1] or "").startswith("ACCEPT")]
+        if not removed:
+            return [], {}
+        if not self.checks["conntrack"]:
+            return ["conntrack is not installed: connections the removed ACCEPT rules let in stay until their "
+                    "conntrack entries time out"], {}
+        keep = [(hooks[c], conntrack.ipt_rule(r)) for c, rs in desired["chains"].items() for r in rs]
+        flows, error = conntrack.flush(self.ipt._run, self.checks["conntrack"], removed, keep, check_mode)
+        return [error] if error else [], {"conntrack_deleted": flows}
 
     def extras(self, desired, live):
         out = {"chains": sorted(self.chains.values()), "persist_path": self.persist_path or ""}

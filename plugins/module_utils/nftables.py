@@ -25,12 +25,11 @@ __metaclass__ = type
 
 import ipaddress
 import json
-import os
 import re
-import tempfile
 
+from ansible_collections.ocs.edge_firewall.plugins.module_utils import conntrack, foreign, nft_listing
 from ansible_collections.ocs.edge_firewall.plugins.module_utils.backend import (
-    Backend, Changes, FileChange, numbered, read_text, rule_changes,
+    Backend, Changes, FileChange, check_path, numbered, printable, read_text, rule_changes,
 )
 from ansible_collections.ocs.edge_firewall.plugins.module_utils.platforms import PLATFORMS
 from ansible_collections.ocs.edge_firewall.plugins.module_utils.rules import (
@@ -284,7 +283,7 @@ def render_script(table_state, table="ocs_edge", header=None):
         raise NftError("table: %r is not a valid nft table name (letter, then letters/digits/_)" % (table,))
     lines = ["#!/usr/sbin/nft -f"]
     for h in (header or []):
-        lines.append("# %s" % h)
+        lines.append("# %s" % printable(h))    # a newline in a name must not end the comment
     lines += [
         "# One transaction: create the table if absent, delete it, re-create it in full.",
         "table %s %s {}" % (FAMILY, table),
@@ -342,7 +341,16 @@ def _right_elems(right):
 
 
 def _canon_value(key, right):
-    elems = _right_elems(right)
+    """Canonical value of a match's right side, or None when it is not a plain list of
+    addresses/ports (a named set ``@allow``, a map, an expression): then the match is kept
+    as its JSON text, which never equals a desired match."""
+    try:
+        return _canon_elems(key, _right_elems(right))
+    except (ValueError, TypeError, KeyError, IndexError):
+        return None
+
+
+def _canon_elems(key, elems):
     if key in ADDR_KEYS:
         ivs = []
         for e in elems:
@@ -351,7 +359,7 @@ def _canon_value(key, right):
             elif isinstance(e, dict) and "range" in e:
                 lo, hi = (ipaddress.ip_address(x) for x in e["range"])
                 ivs.append((lo.version, int(lo), int(hi)))
-            elif isinstance(e, str):
+            elif isinstance(e, str) and not e.startswith("@"):
                 ivs.append(_addr_interval(e))
             else:
                 return None
@@ -361,7 +369,7 @@ def _canon_value(key, right):
         for e in elems:
             if isinstance(e, dict) and "range" in e:
                 ivs.append((int(e["range"][0]), int(e["range"][1])))
-            elif isinstance(e, int):
+            elif isinstance(e, int) and not isinstance(e, bool):
                 ivs.append((e, e))
             else:
                 return None
@@ -423,13 +431,27 @@ def parse_rule(obj):
     return rule
 
 
-def parse_live(document, table="ocs_edge"):
-    """``nft -j list table inet <table>`` (parsed JSON) -> normalised table, None if absent."""
+def _object_text(kind, body):
+    """A readable one-line description of a table object the model does not have (set, map, ...)."""
+    rest = dict((k, v) for k, v in body.items() if k not in ("family", "table", "name", "handle"))
+    if rest:
+        return "%s %s %s" % (kind, body.get("name", "?"), json.dumps(rest, sort_keys=True))
+    return "%s %s" % (kind, body.get("name", "?"))
+
+
+def parse_live(document, table="ocs_edge", flags=None):
+    """``nft -j list table inet <table>`` (parsed JSON) -> normalised table, None if absent.
+
+    ``flags``: the table's flags read from the text listing (nft 1.0.6's JSON cannot be trusted
+    for them); when given, the table is taken as present even without a table object."""
     items = document.get("nftables", []) if isinstance(document, dict) else []
-    found = False
+    found = flags is not None
     chains = {}
-    objects = []
+    objects = ["table flags %s" % ",".join(flags)] if flags else []
     for item in items:
+        if not isinstance(item, dict) or len(item) != 1 or not isinstance(next(iter(item.values())), dict):
+            objects.append("unreadable %s" % json.dumps(item, sort_keys=True))
+            continue
         (kind, body), = item.items()
         if kind == "metainfo":
             continue
@@ -440,9 +462,9 @@ def parse_live(document, table="ocs_edge"):
             continue
         if kind == "table":
             found = True
-            flags = body.get("flags")
-            if flags:
-                objects.append("table flags %s" % ",".join(flags if isinstance(flags, list) else [flags]))
+            tflags = body.get("flags")
+            if tflags and flags is None:
+                objects.append("table flags %s" % ",".join(tflags if isinstance(tflags, list) else [tflags]))
         elif kind == "chain":
             chains[body["name"]] = {"type": body.get("type"), "hook": body.get("hook"),
                                     "prio": body.get("prio"), "policy": body.get("policy"), "rules": []}
@@ -451,7 +473,7 @@ def parse_live(document, table="ocs_edge"):
             chains.setdefault(rule["chain"], {"type": None, "hook": None, "prio": None,
                                               "policy": None, "rules": []})["rules"].append(rule)
         else:
-            objects.append("%s %s" % (kind, body.get("name", json.dumps(body, sort_keys=True))))
+            objects.append(_object_text(kind, body))
     if not found:
         return None
     return {"chains": chains, "objects": objects}
@@ -539,23 +561,35 @@ class Nft:
         return out
 
     def list_tables(self):
-        return live_tables(json.loads(self._call(["-j", "list", "tables"], "listing tables") or "{}"))
+        try:
+            return set(nft_listing.list_tables(self._run, self.nft))
+        except nft_listing.ListingError as exc:
+            raise NftError(str(exc))
 
     def read_table(self, table):
-        """Live table in normalised form, or None when it does not exist."""
-        if (FAMILY, table) not in self.list_tables():
+        """Live table in normalised form, or None when it does not exist. A table nft cannot
+        list as JSON is returned with its text listing as one unreadable object: a difference."""
+        try:
+            got = nft_listing.read_table(self._run, self.nft, FAMILY, table)
+        except nft_listing.ListingError as exc:
+            raise NftError(str(exc))
+        if got is None:
             return None
-        out = self._call(["-j", "list", "table", FAMILY, table], "reading table %s %s" % (FAMILY, table))
-        return parse_live(json.loads(out), table)
+        if got["items"] is None:
+            return {"chains": {}, "objects": ["unreadable table (nft -j list failed), as nft lists it:\n%s"
+                                              % got["text"]]}
+        return parse_live({"nftables": got["items"]}, table, got["flags"])
+
+    def read_others(self, table):
+        """Every other table: {(family, name): [JSON items] or None}; dormant ones left out."""
+        try:
+            return nft_listing.read_ruleset(self._run, self.nft, skip=((FAMILY, table),))
+        except nft_listing.ListingError as exc:
+            raise NftError(str(exc))
 
     def _with_file(self, script, args, what):
-        fd, path = tempfile.mkstemp(prefix="ocs_edge.", suffix=".nft")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(script)
-            rc, out, err = self._run([self.nft] + args + ["-f", path])
-        finally:
-            os.unlink(path)
+        # The script goes through stdin: no temporary file that a killed run could leave behind.
+        rc, out, err = self._run([self.nft] + args + ["-f", "/dev/stdin"], data=script)
         if rc != 0:
             raise NftError("%s: nft rejected the rule set (rc=%s), nothing was changed:\n%s\n--- script ---\n%s"
                            % (what, rc, (err or out).strip(), numbered(script)))
@@ -580,14 +614,18 @@ class NftBackend(Backend):
     platform = "nftables"
 
     def __init__(self, name, nft, table="ocs_edge", input_policy="drop", output_policy="accept",
-                 allow_icmp=True, persist_path="", persist_conf=""):
+                 allow_icmp=True, persist_path="", persist_conf="", checks=None):
         super(NftBackend, self).__init__(name)
         if not isinstance(table, str) or not TABLE_RE.fullmatch(table):
             raise NftError("%s: %r is not a valid nft table name" % (where(name, "table"), table))
         self.nft, self.table = nft, table
         self.policies = (input_policy, output_policy, allow_icmp)
-        self.persist_path, self.persist_conf = persist_path, persist_conf
+        self.persist_path = check_path(persist_path, name, "persist_path")
+        self.persist_conf = check_path(persist_conf, name, "persist_conf")
         self.owned = "table:%s %s" % (FAMILY, table)
+        # foreign_check / nat_check: fail|warn; conntrack_flush: bool; conntrack: the binary or None
+        self.checks = dict({"foreign_check": "fail", "nat_check": "fail", "conntrack_flush": False,
+                            "conntrack": None}, **(checks or {}))
 
     def desired(self, firewall):
         return desired_table(firewall, self.name, *self.policies)
@@ -636,3 +674,39 @@ class NftBackend(Backend):
         if desired is not None:
             out["script"] = self.script(desired)
         return out
+
+    def persist_files(self):
+        return [self.persist_path, self.persist_conf]
+
+    def preflight(self, firewall, desired, live):
+        """Other tables' base chains on the flows' hooks and NAT of the A/V Edge (foreign.py)."""
+        tables = self.nft.read_others(self.table)
+        readable = dict((k, v) for k, v in tables.items() if v is not None)
+        warnings = ["table %s %s could not be read (nft -j)" % k for k, v in tables.items() if v is None]
+        found = foreign.chain_findings(readable, foreign.policy_flows(firewall), owned=(FAMILY, self.table))
+        nat = foreign.nft_nat_findings(readable, foreign.av_edge_addresses(firewall))
+        warnings += found["may_drop"] + found["accepts"]
+        fatal = []
+        drops = ["%s (the policy must allow it; nftables drops a packet that any base chain on the hook "
+                 "drops; ocs_foreign_rules_check: warn to only warn)" % m for m in found["drops"]]
+        nats = ["%s; the page says the firewall must not NAT it (ocs_nat_check: warn to only warn)" % m for m in nat]
+        for key, msgs in (("foreign_check", drops), ("nat_check", nats)):
+            (fatal if self.checks[key] == "fail" else warnings).extend(msgs)
+        return fatal, warnings, {"foreign": dict(found, unreadable=[k for k, v in tables.items() if v is None]),
+                                 "nat": nat}
+
+    def after_apply(self, desired, live, check_mode):
+        """Delete (check mode: list) the conntrack entries only the removed accept rules allowed."""
+        if not self.checks["conntrack_flush"] or not live:
+            return [], {}
+        want = set(rule_key(r) for c in desired["chains"].values() for r in c["rules"])
+        removed = [(c, r) for c, chain in live["chains"].items() for r in chain["rules"]
+                   if rule_key(r) not in want and r["verdict"] == "accept"]
+        if not removed:
+            return [], {}
+        if not self.checks["conntrack"]:
+            return ["conntrack is not installed: connections the removed accept rules let in stay until their "
+                    "conntrack entries time out"], {}
+        keep = [(c, r) for c, chain in desired["chains"].items() for r in chain["rules"]]
+        flows, error = conntrack.flush(self.nft._run, self.checks["conntrack"], removed, keep, check_mode)
+        return [error] if error else [], {"conntrack_deleted": flows}

@@ -163,6 +163,13 @@ def check_comment(comment, name, path, max_bytes, tool):
     if '"' in comment or "\n" in comment or "\\" in comment:
         raise FirewallError("%s: comment %r contains a double quote, backslash or newline, which %s "
                             "comments cannot hold" % (where(name, path), comment, tool))
+    # \r, \v, \f, \x1c-\x1f, \x85, U+2028/2029, NUL, tab...: the tools split lines or words on
+    # them (iptables-save cannot read such a comment back), so only printable characters pass.
+    bad = sorted(set(c for c in comment if not c.isprintable()))
+    if bad:
+        raise FirewallError("%s: comment %r contains the control/line-separator character(s) %s, which %s "
+                            "comments cannot hold" % (where(name, path), comment, ", ".join(repr(c) for c in bad),
+                                                      tool))
     if max_bytes and len(comment.encode("utf-8")) > max_bytes:
         raise FirewallError("%s: comment is %d bytes, %s allows at most %d: %r"
                             % (where(name, path), len(comment.encode("utf-8")), tool, max_bytes, comment))

@@ -16,7 +16,8 @@ description:
   - Renders the rule set of one firewall (a FIREWALL of the collection's policy model,
     docs/policy-model.md) into chains of the C(filter) table that the collection owns,
     C(<prefix>-IN), C(<prefix>-FWD) and C(<prefix>-OUT) (O(chain_prefix), default C(OCS-EDGE)),
-    with exactly one jump to each from its built-in chain (INPUT, FORWARD, OUTPUT) at position 1.
+    with exactly one jump to each from its built-in chain (INPUT, FORWARD, OUTPUT) at position 1,
+    and C(<prefix>-MGMT) with one jump from the end of INPUT.
   - Reads the live rules with C(iptables-save -t filter), parses only the owned chains and the
     jumps to them, normalises both sides (addresses as networks, C(/32) and netmasks alike; ports
     as intervals, C(N:M), C(N-M) and multiport lists alike; conntrack states as sets) and compares.
@@ -33,8 +34,10 @@ description:
   - "Network mode (a router between zones): C(<prefix>-FWD): established/related accepted, invalid
     dropped, one ACCEPT per address pair of every PFRULE (new connections only in the seed's
     direction), then DROP. C(<prefix>-IN): loopback, established/related, invalid dropped, the
-    management sources to the management TCP ports, ICMP echo, then DROP when O(input_policy) is
-    drop (accept: unmatched traffic returns to INPUT)."
+    management sources to the management TCP ports RETURN (so other software's rules below the jump
+    in INPUT, fail2ban's bans, still apply to them), ICMP echo, then DROP when O(input_policy) is
+    drop (accept: unmatched traffic returns to INPUT). C(<prefix>-MGMT), jumped to from the end of
+    INPUT, accepts the management sources to the management ports, whatever INPUT's policy."
   - "Host mode (a server protecting itself): C(<prefix>-IN) as above (always DROP at the end) plus
     the PFRULEs of chain input; C(<prefix>-OUT): loopback, established/related, the PFRULEs of
     chain output, then DROP only when O(output_policy) is drop."
@@ -194,6 +197,31 @@ options:
         when absent. Empty string to not persist.
     type: path
     default: /etc/iptables/rules.v4
+  lock_timeout:
+    description:
+      - Seconds to wait for another run of the collection on this host (file lock in /run/lock)
+        before failing with nothing changed. Two runs never interleave their read, apply and persist.
+    type: int
+    default: 120
+  conntrack_flush:
+    description:
+      - After a correction removes an accept rule, delete the conntrack entries of the connections
+        that rule let in and no desired rule allows (C(conntrack -D)); otherwise they keep flowing,
+        as replies, until they time out. Only entries of the removed rule's chain are considered
+        (forward, input or output of this host). Needs the C(conntrack) tool (a warning without it).
+      - In check mode the entries are listed, not deleted. C(false) keeps them.
+    type: bool
+    default: true
+  nat_check:
+    description:
+      - "NAT that would translate the A/V Edge's address on this firewall's side (the page: the
+        firewalls must not NAT it): C(fail) (default) stops before anything is changed, naming
+        table, chain and rule; C(warn) only warns."
+      - "The A/V addresses are the FIREWALL's C(no_nat) list when the policy gives one, else the
+        perimeter-side addresses of its C(av_edge) rules."
+    type: str
+    choices: [fail, warn]
+    default: fail
   state:
     description:
       - C(present) enforces the rule set; C(absent) deletes the jumps and the owned chains and
@@ -220,8 +248,8 @@ notes:
   - netfilter-persistent restores the rules file without C(--noflush) at boot, before docker or
     fail2ban start and add their own rules; the module merges into that file instead of replacing
     it, so rules others saved there survive.
-  - With the legacy backend, iptables-restore does not wait for the xtables lock; a concurrent
-    iptables call fails the run (nothing is changed), a re-run succeeds.
+  - iptables-restore is run with C(-w 30) (waits for the xtables lock of the legacy backend), and
+    two runs of this module on one host are serialised by a file lock (O(lock_timeout)).
 seealso:
   - module: ocs.edge_firewall.nft_ruleset
   - name: Policy model
@@ -294,7 +322,7 @@ diff:
   type: list
   elements: dict
 warnings:
-  description: Warnings of the run (part of the shared result shape).
+  description: Warnings of the run (NAT found in warn mode, conntrack missing).
   returned: always
   type: list
   elements: str
@@ -316,11 +344,22 @@ persist_path:
   description: Where the owned section is persisted ('' when not).
   returned: always
   type: str
+nat:
+  description: Rules of the nat table that would translate the A/V Edge's address.
+  returned: when state=present
+  type: list
+  elements: str
+conntrack_deleted:
+  description: Conntrack entries deleted (check mode, to delete) because the removed ACCEPT rules let them in.
+  returned: when a correction removed ACCEPT rules and conntrack is installed
+  type: list
+  elements: str
 """
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import backend
-from ansible_collections.ocs.edge_firewall.plugins.module_utils.iptables import Ipt, IptBackend, IptError
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.rules import FirewallError
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.iptables import Ipt, IptBackend
 
 
 def main():
@@ -335,10 +374,12 @@ def main():
 
     ipt = Ipt(run, module.get_bin_path("iptables-save", required=True),
               module.get_bin_path("iptables-restore", required=True))
+    checks = {"nat_check": p["nat_check"], "conntrack_flush": p["conntrack_flush"],
+              "conntrack": module.get_bin_path("conntrack")}
     try:
         ipts = IptBackend(p["name"], ipt, p["chain_prefix"], p["input_policy"], p["output_policy"], p["allow_icmp"],
-                          p["persist_path"])
-    except IptError as exc:
+                          p["persist_path"], checks)
+    except FirewallError as exc:  # IptError, or a path/name refused by the backend contract
         module.fail_json(msg="firewall %s: %s" % (p["name"], exc))
     backend.run_module(module, ipts, backend.firewall_param(p, "iptables"))
 

@@ -190,6 +190,42 @@ options:
         when absent. Empty string to leave it alone.
     type: path
     default: /etc/nftables.conf
+  lock_timeout:
+    description:
+      - Seconds to wait for another run of the collection on this host (file lock in /run/lock)
+        before failing with nothing changed. Two runs never interleave their read, apply and persist.
+    type: int
+    default: 120
+  conntrack_flush:
+    description:
+      - After a correction removes an accept rule, delete the conntrack entries of the connections
+        that rule let in and no desired rule allows (C(conntrack -D)); otherwise they keep flowing,
+        as replies, until they time out. Only entries of the removed rule's chain are considered
+        (forward, input or output of this host). Needs the C(conntrack) tool (a warning without it).
+      - In check mode the entries are listed, not deleted. C(false) keeps them.
+    type: bool
+    default: true
+  nat_check:
+    description:
+      - "NAT that would translate the A/V Edge's address on this firewall's side (the page: the
+        firewalls must not NAT it): C(fail) (default) stops before anything is changed, naming
+        table, chain and rule; C(warn) only warns."
+      - "The A/V addresses are the FIREWALL's C(no_nat) list when the policy gives one, else the
+        perimeter-side addresses of its C(av_edge) rules."
+    type: str
+    choices: [fail, warn]
+    default: fail
+  foreign_check:
+    description:
+      - "Base chains of other tables on the same hooks (iptables-nft's C(ip filter), docker's,
+        firewalld's) whose policy or rules drop the policy's flows (for example
+        C(iptables -P FORWARD DROP)): C(fail) (default) stops before anything is changed, naming
+        table, chain, rule and flow; C(warn) only warns. A rule that may drop part of a flow
+        (a named set, a match this check cannot evaluate) and chains that accept are warnings."
+      - NAT rules are looked for in every table (masquerade, snat, dnat, redirect), see O(nat_check).
+    type: str
+    choices: [fail, warn]
+    default: fail
   state:
     description: C(present) enforces the rule set; C(absent) deletes the table, the persisted file and the include line.
     type: str
@@ -282,7 +318,7 @@ diff:
   type: list
   elements: dict
 warnings:
-  description: Warnings of the run (part of the shared result shape).
+  description: Warnings of the run (other tables' rules that may drop the policy's flows, NAT found in warn mode, conntrack missing).
   returned: always
   type: list
   elements: str
@@ -299,11 +335,27 @@ persist_path:
   description: Where the script is persisted ('' when not).
   returned: always
   type: str
+foreign:
+  description: Other tables' base chains against the policy's flows (C(drops), C(may_drop), C(accepts), C(unreadable)).
+  returned: when state=present
+  type: dict
+nat:
+  description: NAT rules that would translate the A/V Edge's address (table, chain, rule).
+  returned: when state=present
+  type: list
+  elements: str
+conntrack_deleted:
+  description: Conntrack entries deleted (check mode, to delete) because the removed accept rules let them in.
+  returned: when a correction removed accept rules and conntrack is installed
+  type: list
+  elements: str
+  sample: ["tcp 10.10.1.10:40312 -> 172.16.1.31:5062"]
 """
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import backend
-from ansible_collections.ocs.edge_firewall.plugins.module_utils.nftables import Nft, NftBackend, NftError
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.rules import FirewallError
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.nftables import Nft, NftBackend
 
 
 def main():
@@ -311,12 +363,20 @@ def main():
         table=dict(type="str", default="ocs_edge"),
         persist_path=dict(type="path", default="/etc/nftables.d/ocs_edge.nft"),
         persist_conf=dict(type="path", default="/etc/nftables.conf"),
+        foreign_check=dict(type="str", choices=["fail", "warn"], default="fail"),
     ), mutually_exclusive=[("firewall", "rules")], supports_check_mode=True)
     p = module.params
+
+    def run(argv, data=None):
+        return module.run_command(argv, data=data, binary_data=True) if data is not None else module.run_command(argv)
+
+    checks = {"foreign_check": p["foreign_check"], "nat_check": p["nat_check"],
+              "conntrack_flush": p["conntrack_flush"], "conntrack": module.get_bin_path("conntrack")}
     try:
-        nft = NftBackend(p["name"], Nft(module.run_command, module.get_bin_path("nft", required=True)), p["table"],
-                         p["input_policy"], p["output_policy"], p["allow_icmp"], p["persist_path"], p["persist_conf"])
-    except NftError as exc:
+        nft = NftBackend(p["name"], Nft(run, module.get_bin_path("nft", required=True)), p["table"],
+                         p["input_policy"], p["output_policy"], p["allow_icmp"], p["persist_path"], p["persist_conf"],
+                         checks)
+    except FirewallError as exc:  # NftError, or a path/name refused by the backend contract
         module.fail_json(msg=str(exc))
     backend.run_module(module, nft, backend.firewall_param(p, "nftables"))
 

@@ -45,6 +45,7 @@ HOST_VARS = (
     "ocs_edge_roles", "ocs_site", "ocs_internal_ip", "ocs_external_ip", "ocs_array",
     "ocs_host_firewall", "ocs_firewall_side", "ocs_firewall_platform",
     "ocs_firewall_interfaces", "ocs_management_networks", "ocs_management_ports",
+    "ansible_port",     # the management port defaults to it: a deploy does not cut its own connection
 ) + extras.HOST_VARS
 ALL_VARS = DEPLOYMENT_VARS + HOST_VARS
 # Every other ocs_* variable of the collection (roles, playbooks): known, not read by the engine.
@@ -469,7 +470,8 @@ def _interfaces(value, side, platform, where, chk):
 
 def _management(hv, platform, where, chk):
     nets = hv.get("ocs_management_networks")
-    ports = _host_value(hv, "ocs_management_ports", [22])
+    # default: the port Ansible itself uses to reach the firewall, so the deploy cannot cut it
+    ports = _host_value(hv, "ocs_management_ports", [_host_value(hv, "ansible_port", 22)])
     sources = []
     if nets is None or nets == []:
         if PLATFORMS[platform].management_required:

@@ -19,7 +19,7 @@ from inventory_loader import example
 from netns_harness import deploy_argv, module_result, packet_probe, playbook, run, run_ansible
 from netns_harness import markers, netns_fixture
 
-OWNED = ("OCS-EDGE-IN", "OCS-EDGE-FWD", "OCS-EDGE-OUT")
+OWNED = ("OCS-EDGE-IN", "OCS-EDGE-FWD", "OCS-EDGE-OUT", "OCS-EDGE-MGMT")
 
 pytestmark = markers("iptables", ("ip", "iptables", "iptables-save", "iptables-restore"))
 
@@ -115,10 +115,13 @@ def add_others(ns):
 def check_jumps_first(ns, builtins=("INPUT", "FORWARD")):
     live = live_state(ns)
     for b in builtins:
-        assert len(live["jumps"][b]) == 1, live["jumps"]
-        assert live["jumps"][b][0]["pos"] == 1
+        heads = [j for j in live["jumps"][b] if not j["text"].endswith("-j OCS-EDGE-MGMT")]
+        assert len(heads) == 1, live["jumps"]
+        assert heads[0]["pos"] == 1
         assert chain_rules(ns, b)[0].endswith("-j %s" % ("OCS-EDGE-IN" if b == "INPUT" else
                                                          "OCS-EDGE-FWD" if b == "FORWARD" else "OCS-EDGE-OUT"))
+    # management is accepted by OCS-EDGE-MGMT, jumped to last from INPUT (after other software's bans)
+    assert chain_rules(ns, "INPUT")[-1].endswith("-j OCS-EDGE-MGMT")
 
 
 # ------------------------------------------------------------------------------- tests
@@ -141,7 +144,9 @@ def test_persist_keeps_the_rules_file_of_others_and_restores_at_boot(netns, tmp_
 
     res, proc = apply(ns, tmp_path, args)
     assert res["changed"] is True, proc.stdout[-3000:]
-    assert owned(ns) == [l for l in res["rules"].splitlines() if l not in ("*filter", "COMMIT")]
+    rendered = [l for l in res["rules"].splitlines() if l not in ("*filter", "COMMIT")]
+    assert sorted(owned(ns)) == sorted(rendered)
+    assert [l for l in owned(ns) if not l.startswith("-A INPUT")] == [l for l in rendered if not l.startswith("-A INPUT")]
     assert chain_rules(ns, "OCS-EDGE-FWD")[-1].endswith("-j DROP")
     check_jumps_first(ns)
     assert all("--comment" in l for l in owned(ns) if l.startswith("-A "))
@@ -268,12 +273,13 @@ def test_host_mode_reverse_proxy(netns, tmp_path):
     res, _ignored = apply(ns, tmp_path, args)
     assert res["changed"] is True
     live = live_state(ns)
-    assert set(live["chains"]) == {"OCS-EDGE-IN", "OCS-EDGE-OUT"}
+    assert set(live["chains"]) == {"OCS-EDGE-IN", "OCS-EDGE-OUT", "OCS-EDGE-MGMT"}
     check_jumps_first(ns, ("INPUT", "OUTPUT"))
     assert "FORWARD" not in live["jumps"]
     assert chain_rules(ns, "OCS-EDGE-IN")[-1].endswith("-j DROP")
     assert not chain_rules(ns, "OCS-EDGE-OUT")[-1].endswith("-j DROP"), "output policy accept: no final drop"
     assert any(l.startswith("-A OCS-EDGE-IN -s 10.99.0.0/24 -p tcp -m tcp --dport 22 ") for l in save(ns))
+    assert any(l.startswith("-A OCS-EDGE-MGMT -s 10.99.0.0/24 -p tcp -m tcp --dport 22 ") for l in save(ns))
     text = "\n".join(save(ns))
     for rule in fw["rules"]:
         assert '--comment "%s"' % rule["comment"] in text
@@ -283,14 +289,15 @@ def test_host_mode_reverse_proxy(netns, tmp_path):
     net = dict(fw, mode="network", rules=[])
     res3, _ignored = apply(ns, tmp_path, args_for(net, tmp_path, name="rp1"))
     assert "chain:OCS-EDGE-OUT" in res3["removed"] and "jump:OUTPUT" in res3["removed"]
-    assert set(live_state(ns)["chains"]) == {"OCS-EDGE-IN", "OCS-EDGE-FWD"} and "OUTPUT" not in live_state(ns)["jumps"]
+    assert set(live_state(ns)["chains"]) == {"OCS-EDGE-IN", "OCS-EDGE-FWD", "OCS-EDGE-MGMT"} and "OUTPUT" not in live_state(ns)["jumps"]
 
 
 def test_role_one_module_call_check_and_diff(netns, tmp_path, fw_int):
     ns = netns.first
     tasks = [{"name": "role", "ansible.builtin.include_role": {"name": "ocs.edge_firewall.iptables"}}]
     extra = {"ocs_firewall": fw_int, "ocs_firewall_name": "fw-int",
-             "ocs_iptables_persist_path": str(tmp_path / "d" / "rules.v4")}
+             "ocs_iptables_persist_path": str(tmp_path / "d" / "rules.v4"),
+             "ocs_iptables_boot_loader": False}     # not the distribution's file; no init on the test machine
     doc, proc = playbook(ns, tmp_path, tasks, check=True, extra_vars=extra)
     assert proc.returncode == 0, proc.stdout[-3000:]
     calls = [t for t in doc["plays"][0]["tasks"] if "Enforce the rule set in the owned chains" in t["task"]["name"]]
@@ -312,7 +319,8 @@ def test_deploy_playbook_on_single_site_fw_int(netns, tmp_path):
     limited to fw-int, run inside the namespace."""
     ns = netns.first
     before = add_others(ns)
-    argv = deploy_argv(ns, "single_site", "fw-int", ["ocs_iptables_persist_path=%s" % (tmp_path / "rules.v4")])
+    argv = deploy_argv(ns, "single_site", "fw-int", ["ocs_iptables_persist_path=%s" % (tmp_path / "rules.v4"),
+                                                    "ocs_iptables_boot_loader=false"])
     doc, proc = run_ansible(argv)
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert doc["stats"]["fw-int"]["changed"] >= 1

@@ -118,8 +118,8 @@ def test_nft_rejection_is_atomic_and_explained(netns, tmp_path, fw_int):
     lines[idx] = lines[idx].replace("dport 5061", "dport 70000")
     bad = "\n".join(lines) + "\n"
 
-    def in_namespace(argv):
-        p = subprocess.run(["ip", "netns", "exec", ns] + argv, capture_output=True, text=True, check=False)
+    def in_namespace(argv, data=None):
+        p = subprocess.run(["ip", "netns", "exec", ns] + argv, input=data, capture_output=True, text=True, check=False)
         return p.returncode, p.stdout, p.stderr
     runner = N.Nft(in_namespace)
     with pytest.raises(N.NftError) as err:
@@ -156,7 +156,8 @@ def test_role_one_module_call_check_and_diff(netns, tmp_path, fw_int):
     tasks = [{"name": "role", "ansible.builtin.include_role": {"name": "ocs.edge_firewall.nftables"}}]
     extra = {"ocs_firewall": fw_int, "ocs_firewall_name": "fw-int",
              "ocs_nftables_persist_path": str(tmp_path / "d" / "ocs_edge.nft"),
-             "ocs_nftables_persist_conf": str(tmp_path / "nftables.conf")}
+             "ocs_nftables_persist_conf": str(tmp_path / "nftables.conf"),
+             "ocs_nftables_boot_loader": False}     # the test machine has no init to enable it with
     doc, proc = playbook(ns, tmp_path, tasks, check=True, extra_vars=extra)
     assert proc.returncode == 0, proc.stdout[-3000:]
     calls = [t for t in doc["plays"][0]["tasks"] if "Enforce the rule set in the owned table" in t["task"]["name"]]
@@ -174,7 +175,7 @@ def test_deploy_playbook_on_consolidated_fw_int(netns, tmp_path):
     ns = netns.first
     argv = deploy_argv(ns, "consolidated", "fw-int", [
         "ocs_nftables_persist_path=%s" % (tmp_path / "ocs_edge.nft"),
-        "ocs_nftables_persist_conf=%s" % (tmp_path / "nftables.conf")])
+        "ocs_nftables_persist_conf=%s" % (tmp_path / "nftables.conf"), "ocs_nftables_boot_loader=false"])
     doc, proc = run_ansible(argv)
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert doc["stats"]["fw-int"]["changed"] >= 1

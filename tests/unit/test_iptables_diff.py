@@ -7,6 +7,7 @@ iptables CLI, and the same rules typed by hand in other but equivalent forms.
 tests/integration/test_iptables_module.py proves the same round trips live through the module.
 """
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -36,11 +37,16 @@ def test_applied_state_reads_back_equal_and_byte_identical(case, capture_name):
     # iptables-save prints exactly what was rendered: the owned lines of the capture are the render
     rendered = [l for l in I.render_rules(want).splitlines() if l not in ("*filter", "COMMIT")]
     owned = [l for l in text.splitlines() if l in rendered]
-    assert owned == rendered
-    assert I.render_listing(live).replace(" (position 1)", "") == I.render_listing(want)
-    # only owned chains and jumps to them are in the parsed state; the jumps are at position 1
+    assert sorted(owned) == sorted(rendered)
+    assert [l for l in owned if l.startswith("-A OCS-EDGE")] == [l for l in rendered if l.startswith("-A OCS-EDGE")]
+    assert re.sub(r" \(position \d+\)", "", I.render_listing(live)) == I.render_listing(want)
+    # only owned chains and jumps to them are in the parsed state; the jumps are at position 1,
+    # the management tail jump last in INPUT
     assert set(live["chains"]) == set(want["chains"])
-    assert all(len(js) == 1 and js[0]["pos"] == 1 for js in live["jumps"].values())
+    heads = [j for js in live["jumps"].values() for j in js if not j["text"].endswith("-MGMT")]
+    assert len(heads) == len(want["jumps"]) and all(j["pos"] == 1 for j in heads)
+    tail, = [j for j in live["jumps"]["INPUT"] if j["text"].endswith("-j OCS-EDGE-MGMT")]
+    assert tail["last"] is True
 
 
 def test_foreign_chains_and_rules_are_not_parsed():
@@ -57,9 +63,9 @@ def test_nothing_owned_means_everything_created():
     assert live == {"chains": {}, "jumps": {}}
     result = I.compare(want, live)
     assert result.changed and result.removed == [] and result.updated == []
-    assert result.created[:2] == ["chain:OCS-EDGE-FWD", "chain:OCS-EDGE-IN"]
-    assert result.created[-2:] == ["jump:INPUT", "jump:FORWARD"]
-    assert set(result.created[2:-2]) == {r["id"] for rs in want["chains"].values() for r in rs}
+    assert result.created[:3] == ["chain:OCS-EDGE-FWD", "chain:OCS-EDGE-IN", "chain:OCS-EDGE-MGMT"]
+    assert result.created[-3:] == ["jump:INPUT", "jump:FORWARD", "jump:INPUT:end"]
+    assert set(result.created[3:-3]) == {r["id"] for rs in want["chains"].values() for r in rs}
 
 
 def test_handtyped_equivalent_forms_compare_equal():
@@ -77,7 +83,9 @@ def test_real_drift_is_reported_rule_by_rule():
     # a rule added by hand, a second jump to OCS-EDGE-IN, the FORWARD jump moved to position 3
     assert result.removed == ["rule:OCS-EDGE-FWD: -s 198.51.100.9/32 -p tcp -m tcp --dport 23 -j ACCEPT"]
     assert result.created == ["lab-any-tcp"]
-    assert result.updated == ["central-t18-f5-in", "central-t20-f14-out", "jump:INPUT", "jump:FORWARD"]
+    # (the capture appended the second jump after the management tail jump: no longer last)
+    assert result.updated == ["central-t18-f5-in", "central-t20-f14-out", "jump:INPUT", "jump:INPUT:end",
+                              "jump:FORWARD"]
 
 
 def test_transaction_names_only_owned_chains_and_jumps():
@@ -88,19 +96,21 @@ def test_transaction_names_only_owned_chains_and_jumps():
     for line in lines[1:-1]:
         chain = line.split()[1] if line.startswith("-") else line[1:].split()[0]
         if chain in ("INPUT", "FORWARD", "OUTPUT"):
-            assert line.startswith(("-D %s " % chain, "-I %s 1 " % chain)) and "-j OCS-EDGE-" in line, line
+            assert line.startswith(("-D %s " % chain, "-I %s 1 " % chain, "-A INPUT ")) and "-j OCS-EDGE-" in line, line
         else:
             assert chain.startswith("OCS-EDGE-"), line
     assert not any(name in script for name in FOREIGN_CHAINS)
     # every live jump is deleted by its exact text, the desired ones inserted at 1
     assert [l for l in lines if l.startswith("-D ")] == [
         '-D INPUT -m comment --comment "ocs.edge_firewall: owned chain, keep at position 1" -j OCS-EDGE-IN',
+        '-D INPUT -m comment --comment "%s" -j OCS-EDGE-MGMT' % I.BASE_COMMENTS["tail"],
         "-D INPUT -j OCS-EDGE-IN",
         '-D FORWARD -m comment --comment "ocs.edge_firewall: owned chain, keep at position 1" -j OCS-EDGE-FWD']
     assert [l.split(" -m")[0] for l in lines if l.startswith("-I ")] == ["-I INPUT 1", "-I FORWARD 1"]
+    assert [l for l in lines if l.startswith("-A INPUT")] == ["-A INPUT %s" % desired("lab_network")["tails"]["INPUT"]["text"]]
     # the transaction's owned rules are the render's
     rendered = [l for l in I.render_rules(desired("lab_network")).splitlines() if l.startswith("-A OCS-EDGE")]
-    assert [l for l in lines if l.startswith("-A ")] == rendered
+    assert [l for l in lines if l.startswith("-A OCS-EDGE")] == rendered
 
 
 def test_stale_owned_chain_is_deleted_after_its_jump():
@@ -119,9 +129,11 @@ def test_removal_transaction():
     lines = I.render_removal(live).splitlines()
     assert lines == ["*filter",
                      '-D INPUT -m comment --comment "ocs.edge_firewall: owned chain, keep at position 1" -j OCS-EDGE-IN',
+                     '-D INPUT -m comment --comment "%s" -j OCS-EDGE-MGMT' % I.BASE_COMMENTS["tail"],
                      "-D INPUT -j OCS-EDGE-IN",
                      '-D FORWARD -m comment --comment "ocs.edge_firewall: owned chain, keep at position 1" -j OCS-EDGE-FWD',
-                     "-F OCS-EDGE-FWD", "-F OCS-EDGE-IN", "-X OCS-EDGE-FWD", "-X OCS-EDGE-IN", "COMMIT"]
+                     "-F OCS-EDGE-FWD", "-F OCS-EDGE-IN", "-F OCS-EDGE-MGMT",
+                     "-X OCS-EDGE-FWD", "-X OCS-EDGE-IN", "-X OCS-EDGE-MGMT", "COMMIT"]
 
 
 @pytest.mark.parametrize("line,other", [

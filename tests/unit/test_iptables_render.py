@@ -45,19 +45,23 @@ def test_every_rule_commented_management_present_default_drop(case, firewall):
     assert rule_lines and all(" -m comment --comment " in l for l in rule_lines)
     for rule in firewall["rules"]:
         assert "--comment %s" % I.save_string(rule["comment"]) in text
-    mgmt = [r["text"] for r in state["chains"]["OCS-EDGE-IN"] if I.BASE_COMMENTS["mgmt"] in r["text"]]
-    assert mgmt, "the management rule is always there"
+    mgmt = [r["text"] for r in state["chains"]["OCS-EDGE-MGMT"] if I.BASE_COMMENTS["mgmt"] in r["text"]]
+    assert mgmt and all(m.endswith("-j ACCEPT") for m in mgmt), "the management rule is always there"
     for src in firewall["management"]["sources"]:
         assert any("-s %s" % I._addr_norm(src) in m for m in mgmt)
-    # management comes before anything that could drop, right after lo/established/invalid
-    assert I.BASE_COMMENTS["mgmt"] in state["chains"]["OCS-EDGE-IN"][3]["text"]
+    # in the IN chain, management returns to INPUT (other software's bans apply) before anything
+    # that could drop, right after lo/established/invalid; OCS-EDGE-MGMT accepts it at INPUT's end
+    ret = state["chains"]["OCS-EDGE-IN"][3]["text"]
+    assert I.BASE_COMMENTS["mgmt_return"] in ret and ret.endswith("-j RETURN")
+    assert state["tails"]["INPUT"]["text"].endswith("-j OCS-EDGE-MGMT")
+    assert text.splitlines()[-2] == "-A INPUT %s" % state["tails"]["INPUT"]["text"]
     if firewall["mode"] == "network":
-        assert set(state["chains"]) == {"OCS-EDGE-IN", "OCS-EDGE-FWD"}
+        assert set(state["chains"]) == {"OCS-EDGE-IN", "OCS-EDGE-FWD", "OCS-EDGE-MGMT"}
         assert state["chains"]["OCS-EDGE-FWD"][-1]["text"].endswith("-j DROP")
         assert state["chains"]["OCS-EDGE-FWD"][0]["key"][0] == (("ctstate", "ESTABLISHED,RELATED"),)
         assert list(state["jumps"]) == ["INPUT", "FORWARD"]
     else:
-        assert set(state["chains"]) == {"OCS-EDGE-IN", "OCS-EDGE-OUT"}
+        assert set(state["chains"]) == {"OCS-EDGE-IN", "OCS-EDGE-OUT", "OCS-EDGE-MGMT"}
         assert list(state["jumps"]) == ["INPUT", "OUTPUT"]
 
 
@@ -98,9 +102,9 @@ def test_host_mode_chains_and_policies():
 
 def test_chain_prefix_and_jumps():
     state = I.desired_state(hand_written("lab_network"), "lab", prefix="EDGE_FW.1")
-    assert set(state["chains"]) == {"EDGE_FW.1-IN", "EDGE_FW.1-FWD"}
+    assert set(state["chains"]) == {"EDGE_FW.1-IN", "EDGE_FW.1-FWD", "EDGE_FW.1-MGMT"}
     assert state["jumps"]["FORWARD"]["text"].endswith("-j EDGE_FW.1-FWD")
-    for bad in ("", "1ABC", "A" * 25, "bad chain", "INPUT"):
+    for bad in ("", "1ABC", "A" * 24, "bad chain", "INPUT"):
         with pytest.raises(I.IptError, match="chain_prefix"):
             I.chain_names(bad)
 
@@ -175,9 +179,11 @@ def test_persist_merge_keeps_foreign_content_and_is_idempotent():
     lines = merged.splitlines()
     filt = lines[lines.index("*filter"):]
     # owned chains declared after the others, our jumps before any other rule, rules before COMMIT
-    assert filt[5:7] == [":OCS-EDGE-FWD - [0:0]", ":OCS-EDGE-IN - [0:0]"]
-    assert filt[7].startswith("-A INPUT -m comment") and filt[7].endswith("-j OCS-EDGE-IN")
-    assert filt[8].endswith("-j OCS-EDGE-FWD") and filt[9] == "-A INPUT -j ADMIN"
+    assert filt[5:8] == [":OCS-EDGE-FWD - [0:0]", ":OCS-EDGE-IN - [0:0]", ":OCS-EDGE-MGMT - [0:0]"]
+    assert filt[8].startswith("-A INPUT -m comment") and filt[8].endswith("-j OCS-EDGE-IN")
+    assert filt[9].endswith("-j OCS-EDGE-FWD") and filt[10] == "-A INPUT -j ADMIN"
+    # the management tail jump after every other INPUT rule, so it is last after a restore
+    assert filt[-2].startswith("-A INPUT -m comment") and filt[-2].endswith("-j OCS-EDGE-MGMT")
     assert filt[-1] == "COMMIT"
     # the persisted owned state is the applied one
     assert I.compare(state, I.parse_save(merged)).changed is False

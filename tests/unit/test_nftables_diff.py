@@ -111,7 +111,7 @@ def test_policy_chain_and_objects_drift():
     doc["nftables"].append({"set": {"family": "inet", "table": "ocs_edge", "name": "allow", "type": "ipv4_addr", "handle": 51}})
     result = N.compare(desired, N.parse_live(doc))
     assert result.updated == ["chain:forward"]
-    assert result.removed == ["chain:sneaky", "set:allow"]
+    assert result.removed == ["chain:sneaky", "set:allow {\"type\": \"ipv4_addr\"}"]
 
 
 def test_reorder_is_restored():

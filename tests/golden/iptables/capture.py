@@ -110,7 +110,8 @@ def main():
 
         ns = fresh()
         namespaces.append(ns)
-        sh(ns, ["iptables-restore", "--noflush"], "*filter\n:OCS-EDGE-IN - [0:0]\n:OCS-EDGE-FWD - [0:0]\nCOMMIT\n")
+        sh(ns, ["iptables-restore", "--noflush"],
+           "*filter\n:OCS-EDGE-IN - [0:0]\n:OCS-EDGE-FWD - [0:0]\n:OCS-EDGE-MGMT - [0:0]\nCOMMIT\n")
         for kind, chain in (("IN", "INPUT"), ("FWD", "FORWARD")):
             sh(ns, ipt + ["-I", chain, "1", "-m", "comment", "--comment", I.BASE_COMMENTS["jump"], "-j", "OCS-EDGE-" + kind])
         multiport_done = False
@@ -124,6 +125,7 @@ def main():
                     text = text.replace("-m tcp --dport 5061 ", "-m multiport --dports 5061 ")
                     multiport_done = True
                 sh(ns, ipt + ["-A", chain] + I.tokenize(text))
+        sh(ns, ipt + ["-A", "INPUT", "-m", "comment", "--comment", I.BASE_COMMENTS["tail"], "-j", "OCS-EDGE-MGMT"])
         (HERE / "lab_network.handtyped.save").write_text(save(ns))
     finally:
         for ns in namespaces:
