@@ -35,7 +35,7 @@ def _host_view(hv, shared):
     raw = getattr(hv, "_vars", None)  # HostVarsVars: the untemplated variables
     view = {}
     for var in hv:
-        if not OCS_LIKE.match(var):
+        if var not in ALL_VARS and not OCS_LIKE.match(var):
             continue
         value = raw.get(var) if isinstance(raw, Mapping) else None
         if var not in ALL_VARS:
