@@ -82,7 +82,7 @@ def test_pipeline_plan_drift_apply(netns, tmp_path):
 
     res = pipeline(repo, "apply", "-i", "inventory")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr
-    assert statuses(report(repo, "verify")[0]) == {"fw-ext": "in_sync", "fw-int": "in_sync"}
+    assert statuses(report(repo, "apply/verify")[0]) == {"fw-ext": "in_sync", "fw-int": "in_sync"}
 
     res = pipeline(repo, "drift", "-i", "inventory")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr
