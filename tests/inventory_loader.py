@@ -5,20 +5,11 @@ from ansible.inventory.manager import InventoryManager
 from ansible.parsing.dataloader import DataLoader
 from ansible.vars.manager import VariableManager
 
+from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.plain import plain
 from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.policy import ALL_VARS
 
 REPO = Path(__file__).resolve().parent.parent
 TOPOLOGIES = ("consolidated", "single_site", "scaled_single_site", "multi_site", "scaled_remote_site")
-
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, str):
-        return str(value)
-    return value
 
 
 def load_hostvars(path):
@@ -28,7 +19,7 @@ def load_hostvars(path):
     out = {}
     for host in inventory.get_hosts():
         hv = variables.get_vars(host=host)
-        out[host.name] = {k: _plain(hv[k]) for k in ALL_VARS if k in hv}
+        out[host.name] = {k: plain(hv[k]) for k in ALL_VARS if k in hv}
     return out
 
 

@@ -1,8 +1,9 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters: edge_policy (inventory -> policy) and edge_port_matrix (policy -> Markdown).
+"""Filters: edge_policy (inventory -> policy), edge_port_matrix (policy -> Markdown) and
+edge_platform (platform name -> its entry of the platform table).
 
-Documentation: edge_policy.yml and edge_port_matrix.yml beside this file.
+Documentation: edge_policy.yml, edge_port_matrix.yml and edge_platform.yml beside this file.
 """
 from __future__ import annotations
 
@@ -15,18 +16,9 @@ from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.policy import (
     PolicyError,
     build_policy,
 )
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.platforms import PLATFORMS
 from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.matrix import port_matrix
-
-
-def _plain(value):
-    """Ansible's lazy/tagged containers -> plain dicts, lists and strings."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, str):
-        return str(value)
-    return value
+from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.plain import plain
 
 
 def edge_policy(hostvars, hosts=None):
@@ -38,7 +30,7 @@ def edge_policy(hostvars, hosts=None):
     view = {}
     for host in names:
         hv = hostvars[host]
-        view[str(host)] = {var: _plain(hv[var]) for var in ALL_VARS if var in hv}
+        view[str(host)] = {var: plain(hv[var]) for var in ALL_VARS if var in hv}
     try:
         return build_policy(view)
     except PolicyError as exc:
@@ -47,9 +39,18 @@ def edge_policy(hostvars, hosts=None):
 
 def edge_port_matrix(policy):
     """`policy | ocs.edge_firewall.edge_port_matrix` -> Markdown text."""
-    return port_matrix(_plain(policy))
+    return port_matrix(plain(policy))
+
+
+def edge_platform(platform):
+    """`ocs_firewall.platform | ocs.edge_firewall.edge_platform` -> {role, modes, become, ...}."""
+    spec = PLATFORMS.get(str(platform))
+    if spec is None:
+        raise AnsibleFilterError("edge_platform: %r is not one of %s" % (platform, ", ".join(PLATFORMS)))
+    return {k: (v.pattern if hasattr(v, "pattern") else list(v) if isinstance(v, tuple) else v)
+            for k, v in spec._asdict().items()}
 
 
 class FilterModule:
     def filters(self):
-        return {"edge_policy": edge_policy, "edge_port_matrix": edge_port_matrix}
+        return {"edge_policy": edge_policy, "edge_port_matrix": edge_port_matrix, "edge_platform": edge_platform}

@@ -36,34 +36,35 @@ import ipaddress
 import re
 from collections import Counter
 
-from ansible_collections.ocs.edge_firewall.plugins.module_utils import common
-from ansible_collections.ocs.edge_firewall.plugins.module_utils.common import (  # noqa: F401 (public names)
-    merge as _merge, numbered as _numbered, read_text, unified, where as _where,
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.backend import (
+    Backend, Changes, FileChange, numbered, read_text, rule_changes,
+)
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.platforms import PLATFORMS
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.rules import (
+    BASE_COMMENTS as _COMMON_COMMENTS, POLICIES, FirewallError, merge, parse_firewall, uncovered, where,
 )
 
 TABLE = "filter"
-COMMENT_MAX = 255              # XT_MAX_COMMENT_LEN 256 incl. NUL
+COMMENT_MAX = PLATFORMS["iptables"].comment_max
 CHAIN_MAX = 28                 # XT_EXTENSION_MAXNAMELEN 29 incl. NUL
-PREFIX_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,%d}$" % (CHAIN_MAX - 5))   # + "-FWD"
-IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,15}\+?$")
-PROTOCOLS = common.PROTOCOLS
-MULTIPORT_MAX = 15             # multiport: at most 15 ports, a range counts as two
+PREFIX_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,%d}" % (CHAIN_MAX - 5))   # + "-FWD", whole string
+MULTIPORT_MAX = PLATFORMS["iptables"].multiport_max   # a range counts as two
 BUILTIN = {"IN": "INPUT", "FWD": "FORWARD", "OUT": "OUTPUT"}
 
 BASE_COMMENTS = dict(
-    common.BASE_COMMENTS,
+    _COMMON_COMMENTS,
     drop="ocs base: default drop (what the policy does not name)",
     jump="ocs.edge_firewall: owned chain, keep at position 1",
 )
 
 
-class IptError(common.FirewallError):
+class IptError(FirewallError):
     """A rule set that cannot be rendered/applied; the message names firewall and parameter."""
 
 
 def chain_names(prefix="OCS-EDGE"):
     """{"IN": "<prefix>-IN", "FWD": ..., "OUT": ...}; the chains the collection owns."""
-    if not isinstance(prefix, str) or not PREFIX_RE.match(prefix):
+    if not isinstance(prefix, str) or not PREFIX_RE.fullmatch(prefix):
         raise IptError("chain_prefix: %r is not a valid chain name prefix (a letter, then letters, digits, "
                        "'_', '.', '-'; at most %d characters so that '<prefix>-FWD' fits iptables' %d)"
                        % (prefix, CHAIN_MAX - 4, CHAIN_MAX))
@@ -132,7 +133,7 @@ def _port_norm(text):
         lo = int(m.group(1))
         hi = int(m.group(2)) if m.group(2) else lo
         ivs.append((lo, hi))
-    return _merge(ivs)
+    return merge(ivs)
 
 
 def _port_text(iv):
@@ -211,7 +212,7 @@ def parse_rule_line(line):
     chain = tokens[1]
     matches, target, comment = parse_rule_tokens(tokens[2:])
     text = line.strip().split(None, 2)[2] if len(line.strip().split(None, 2)) > 2 else ""
-    return chain, {"chain": chain, "key": (matches, target, comment), "text": text}
+    return chain, {"chain": chain, "key": (matches, target, comment), "text": text, "comment": comment}
 
 
 def _target_chain(rule):
@@ -223,27 +224,16 @@ def _target_chain(rule):
 
 # ------------------------------------------------------------------- desired state
 
-def _ipv4_only(name, path):
-    def check(i, val, net):
-        if net.version != 4:
-            raise IptError("%s[%d]: %s is an IPv6 address; the iptables backend enforces IPv4 only "
-                           "(ip6tables is not implemented). Use ocs_firewall_platform: nftables for a "
-                           "firewall with IPv6 addresses." % (_where(name, path), i, val))
-    return check
-
-
-def _addresses(values, name, path):
-    """PFRULE/management addresses -> list of canonical IPv4 'a.b.c.d/len', or None (any)."""
-    nets = common.networks(values, name, path, IptError, _ipv4_only(name, path))
+def _addresses(nets):
+    """Parsed IPv4 addresses (rules.Rule) -> list of canonical 'a.b.c.d/len', or None (any)."""
     if nets is None:
         return None
-    return ["%s/%d" % (n.network_address, n.prefixlen) for n in common.uncovered(nets)]
+    return ["%s/%d" % (n.network_address, n.prefixlen) for n in uncovered(nets)]
 
 
-def _ports(values, name, path):
-    """Validate a port list -> merged intervals, or None (any)."""
-    out = common.port_intervals(values, name, path, IptError)
-    return None if out is None else _merge(out)
+def _ports(intervals):
+    """Parsed ports -> merged intervals, or None (any)."""
+    return None if intervals is None else merge(intervals)
 
 
 def _chunks(intervals):
@@ -259,11 +249,6 @@ def _chunks(intervals):
     if cur:
         groups.append(tuple(cur))
     return groups
-
-
-def _check_comment(comment, name, path):
-    return common.check_comment(comment, name, path, IptError, COMMENT_MAX, "iptables",
-                                "the collection does not put in firewall comments")
 
 
 def render_spec(spec):
@@ -299,57 +284,60 @@ def render_spec(spec):
     return " ".join(parts)
 
 
-def _make_rule(chain, spec):
-    text = render_spec(spec)
-    parsed = parse_rule_line("-A %s %s" % (chain, text))[1]
+def _make_rule(chain, spec, rid=None):
+    parsed = parse_rule_line("-A %s %s" % (chain, render_spec(spec)))[1]
+    if rid is not None:
+        parsed["id"] = rid
     return parsed
 
 
-def _base_rules(chain, management, allow_icmp, name):
+def _base(key, chain, spec):
+    return _make_rule(chain, dict(spec, comment=BASE_COMMENTS[key]), "base:%s" % key)
+
+
+def _base_rules(chain, management, allow_icmp):
     rules = [
-        _make_rule(chain, {"in": "lo", "comment": BASE_COMMENTS["lo"], "target": "ACCEPT"}),
-        _make_rule(chain, {"ctstate": "RELATED,ESTABLISHED", "comment": BASE_COMMENTS["est"], "target": "ACCEPT"}),
-        _make_rule(chain, {"ctstate": "INVALID", "comment": BASE_COMMENTS["inv"], "target": "DROP"}),
+        _base("lo", chain, {"in": "lo", "target": "ACCEPT"}),
+        _base("est", chain, {"ctstate": "RELATED,ESTABLISHED", "target": "ACCEPT"}),
+        _base("inv", chain, {"ctstate": "INVALID", "target": "DROP"}),
     ]
-    rules.extend(_management_rules(chain, management, name))
+    rules.extend(_management_rules(chain, management))
     if allow_icmp:
-        rules.append(_make_rule(chain, {"proto": "icmp", "icmp-type": "8", "comment": BASE_COMMENTS["echo"],
-                                        "target": "ACCEPT"}))
+        rules.append(_base("echo", chain, {"proto": "icmp", "icmp-type": "8", "target": "ACCEPT"}))
     return rules
 
 
-def _management_rules(chain, management, name):
-    sources = common.management_sources(management, name, _addresses, IptError)
-    ports = _ports(management.get("ports") or ["22"], name, "management.ports")
-    out = []
-    for src in sources:
-        for group in _chunks(ports):
-            out.append(_make_rule(chain, {"src": src, "proto": "tcp", "dport": group,
-                                          "comment": BASE_COMMENTS["mgmt"], "target": "ACCEPT"}))
-    return out
+def _management_rules(chain, management):
+    ports = _ports(management["ports"])
+    return [_base("mgmt", chain, {"src": src, "proto": "tcp", "dport": group, "target": "ACCEPT"})
+            for src in _addresses(management["sources"]) for group in _chunks(ports)]
 
 
-def pfrule_rules(pfrule, index, mode, interfaces, name, chains):
-    """One PFRULE -> iptables rules: one per (source, destination) address pair and port group."""
-    path, chain, proto = common.pfrule_head(pfrule, index, mode, name, "iptables", IptError)
-    src = _addresses(pfrule.get("src"), name, path + ".src")
-    dst = _addresses(pfrule.get("dst"), name, path + ".dst")
-    sport = _ports(pfrule.get("sport"), name, path + ".sport")
-    dport = _ports(pfrule.get("dport"), name, path + ".dport")
-    comment = _check_comment(pfrule.get("comment"), name, path + ".comment")
-    opts = {"src_zone": "in", "dst_zone": "out"}
-    ifaces = {opts[zone_key]: ifname
-              for zone_key, ifname in common.zone_interfaces(pfrule, mode, interfaces, name, IFNAME_RE, IptError)}
-    target_chain = chains[{"forward": "FWD", "input": "IN", "output": "OUT"}[chain]]
+def pfrule_rules(rule, mode, interfaces, chains):
+    """One parsed rule (rules.Rule) -> iptables rules: one per (source, destination) address
+    pair and port group."""
+    ifaces = {}
+    if mode == "network":
+        for zone, opt in ((rule.src_zone, "in"), (rule.dst_zone, "out")):
+            if zone and interfaces.get(zone):
+                ifaces[opt] = interfaces[zone]
+    target_chain = chains[{"forward": "FWD", "input": "IN", "output": "OUT"}[rule.chain]]
+    sport, dport = _ports(rule.sport), _ports(rule.dport)
     out = []
-    for s in (src or [None]):
-        for d in (dst or [None]):
+    for s in (_addresses(rule.src) or [None]):
+        for d in (_addresses(rule.dst) or [None]):
             for sp in (_chunks(sport) if sport else [None]):
                 for dp in (_chunks(dport) if dport else [None]):
-                    spec = dict(ifaces, src=s, dst=d, proto=proto, sport=sp, dport=dp, comment=comment,
-                                target="ACCEPT")
-                    out.append(_make_rule(target_chain, spec))
+                    spec = dict(ifaces, src=s, dst=d, proto=rule.protocol, sport=sp, dport=dp,
+                                comment=rule.comment, target="ACCEPT")
+                    out.append(_make_rule(target_chain, spec, rule.id))
     return out
+
+
+def _policies(name, input_policy, output_policy):
+    for pol, var in ((input_policy, "input_policy"), (output_policy, "output_policy")):
+        if pol not in POLICIES:
+            raise IptError("%s: %r is not accept or drop" % (where(name, var), pol))
 
 
 def desired_state(firewall, name=None, prefix="OCS-EDGE", input_policy="drop", output_policy="accept",
@@ -362,34 +350,29 @@ def desired_state(firewall, name=None, prefix="OCS-EDGE", input_policy="drop", o
     <prefix>-OUT (lo, established, PFRULEs of chain output, DROP when ``output_policy`` is drop).
     """
     chains_by_kind = chain_names(prefix)
-    mode, interfaces, rules, management = common.check_firewall(
-        firewall, name, "iptables", input_policy, output_policy, IptError)
-
+    _policies(name, input_policy, output_policy)
+    fw = parse_firewall(firewall, name, "iptables")
     cin, cfwd, cout = chains_by_kind["IN"], chains_by_kind["FWD"], chains_by_kind["OUT"]
-    chains = {cin: _base_rules(cin, management, allow_icmp, name)}
-    policies = {cin: input_policy if mode == "network" else "drop"}
-    if mode == "network":
-        chains[cfwd] = [
-            _make_rule(cfwd, {"ctstate": "RELATED,ESTABLISHED", "comment": BASE_COMMENTS["est"], "target": "ACCEPT"}),
-            _make_rule(cfwd, {"ctstate": "INVALID", "comment": BASE_COMMENTS["inv"], "target": "DROP"}),
-        ]
+    chains = {cin: _base_rules(cin, fw.management, allow_icmp)}
+    policies = {cin: input_policy if fw.mode == "network" else "drop"}
+    if fw.mode == "network":
+        chains[cfwd] = [_base("est", cfwd, {"ctstate": "RELATED,ESTABLISHED", "target": "ACCEPT"}),
+                        _base("inv", cfwd, {"ctstate": "INVALID", "target": "DROP"})]
         policies[cfwd] = "drop"
     else:
-        chains[cout] = [
-            _make_rule(cout, {"out": "lo", "comment": BASE_COMMENTS["lo"], "target": "ACCEPT"}),
-            _make_rule(cout, {"ctstate": "RELATED,ESTABLISHED", "comment": BASE_COMMENTS["est"], "target": "ACCEPT"}),
-        ]
+        chains[cout] = [_base("lo", cout, {"out": "lo", "target": "ACCEPT"}),
+                        _base("est", cout, {"ctstate": "RELATED,ESTABLISHED", "target": "ACCEPT"})]
         policies[cout] = output_policy
-    for i, pfrule in enumerate(rules):
-        for rule in pfrule_rules(pfrule, i, mode, interfaces, name, chains_by_kind):
-            chains[rule["chain"]].append(rule)
+    for rule in fw.rules:
+        for native in pfrule_rules(rule, fw.mode, fw.interfaces, chains_by_kind):
+            chains[native["chain"]].append(native)
     for chain, policy in policies.items():
         if policy == "drop":
-            chains[chain].append(_make_rule(chain, {"comment": BASE_COMMENTS["drop"], "target": "DROP"}))
+            chains[chain].append(_base("drop", chain, {"target": "DROP"}))
     jumps = {}
     for kind, chain in chains_by_kind.items():
         if chain in chains:
-            jumps[BUILTIN[kind]] = _make_rule(BUILTIN[kind], {"comment": BASE_COMMENTS["jump"], "target": chain})
+            jumps[BUILTIN[kind]] = _base("jump", BUILTIN[kind], {"target": chain})
     # chains in iptables-save's order (by name), so a listing of live and desired reads alike
     return {"chains": dict(sorted(chains.items())), "jumps": jumps}
 
@@ -513,49 +496,26 @@ def parse_save(text, prefix="OCS-EDGE"):
 
 # ---------------------------------------------------------------------- compare
 
+def _label(chain, rule):
+    return "rule:%s: %s" % (chain, rule["text"])
+
+
 def compare(desired, live):
-    """-> {"created": [...], "removed": [...], "updated": [...], "changed": bool}."""
-    created, removed, updated = [], [], []
+    """-> Changes: rule ids, chain:<name> of the owned chains, jump:<built-in chain>."""
     live = live or {"chains": {}, "jumps": {}}
-    for cname, rules in desired["chains"].items():
-        lrules = live["chains"].get(cname)
-        if lrules is None:
-            created.append("chain %s" % cname)
-            created.extend("%s: %s" % (cname, r["text"]) for r in rules)
-            continue
-        want = Counter(r["key"] for r in rules)
-        have = Counter(r["key"] for r in lrules)
-        extra, missing = have - want, want - have
-        for r in lrules:
-            if extra.get(r["key"]):
-                extra[r["key"]] -= 1
-                removed.append("%s: %s" % (cname, r["text"]))
-        for r in rules:
-            if missing.get(r["key"]):
-                missing[r["key"]] -= 1
-                created.append("%s: %s" % (cname, r["text"]))
-        if not (have - want) and not (want - have):
-            if [r["key"] for r in rules] != [r["key"] for r in lrules]:
-                updated.append("chain %s: rule order restored" % cname)
-    for cname, lrules in live["chains"].items():
-        if cname not in desired["chains"]:
-            removed.append("chain %s" % cname)
-            removed.extend("%s: %s" % (cname, r["text"]) for r in lrules)
+    changes = Changes(created=["chain:%s" % c for c in desired["chains"] if c not in live["chains"]],
+                      removed=["chain:%s" % c for c in live["chains"] if c not in desired["chains"]])
+    changes.add(**rule_changes(desired["chains"], live["chains"], lambda r: r["key"], _label).as_dict())
     # jumps: exactly one per desired built-in chain, the desired text, at position 1
     for chain, ljumps in live["jumps"].items():
         want = desired["jumps"].get(chain)
         good = [j for j in ljumps if want is not None and j["key"] == want["key"]]
-        keep = good[0] if good else None
-        for j in ljumps:
-            if j is not keep:
-                removed.append("%s: %s (jump at position %d)" % (chain, j["text"], j["pos"]))
-        if keep is not None and keep["pos"] != 1:
-            updated.append("jump %s -> %s moved from position %d to 1" % (chain, _target_chain(keep), keep["pos"]))
-    for chain, want in desired["jumps"].items():
-        if not any(j["key"] == want["key"] for j in live["jumps"].get(chain, [])):
-            created.append("%s: %s (jump at position 1)" % (chain, want["text"]))
-    return {"created": created, "removed": removed, "updated": updated,
-            "changed": bool(created or removed or updated)}
+        if want is None:
+            changes.add(removed=["jump:%s" % chain])
+        elif len(ljumps) > 1 or not good or good[0]["pos"] != 1:
+            changes.add(updated=["jump:%s" % chain])
+    changes.add(created=["jump:%s" % c for c in desired["jumps"] if c not in live["jumps"]])
+    return changes
 
 
 # ------------------------------------------------------------------ persistence
@@ -611,16 +571,6 @@ def merge_persist(text, state, prefix="OCS-EDGE"):
     return "\n".join(lines[:start + 1] + new_section + lines[end:]) + "\n"
 
 
-def persisted_state(text, prefix="OCS-EDGE"):
-    """The owned state as a rules file holds it (for comparing the persisted copy)."""
-    return parse_save(text or "", prefix)
-
-
-def write_atomic(path, text, mode=0o640):
-    """Write via a temporary file in the same directory + rename; keeps an existing file's mode."""
-    common.write_atomic(path, text, mode)
-
-
 # ---------------------------------------------------------------------- runner
 
 class Ipt:
@@ -644,7 +594,7 @@ class Ipt:
         if rc != 0:
             raise IptError("%s: iptables-restore rejected the transaction (rc=%s), nothing was changed:\n%s\n"
                            "--- transaction (%s) ---\n%s" % (what, rc, (err or out).strip(), " ".join(argv),
-                                                             _numbered(script)))
+                                                             numbered(script)))
         return out
 
     def check(self, script):
@@ -652,3 +602,68 @@ class Ipt:
 
     def apply(self, script):
         return self._restore(script, False, "apply (iptables-restore --noflush)")
+
+
+# ---------------------------------------------------------------------- backend
+
+class IptBackend(Backend):
+    """The iptables implementation of the backend contract (backend.py): owns the chains
+    <prefix>-IN/-FWD/-OUT of the filter table and the jumps to them."""
+
+    platform = "iptables"
+
+    def __init__(self, name, ipt, prefix="OCS-EDGE", input_policy="drop", output_policy="accept",
+                 allow_icmp=True, persist_path=""):
+        super(IptBackend, self).__init__(name)
+        self.chains = chain_names(prefix)
+        self.ipt, self.prefix = ipt, prefix
+        self.policies = (input_policy, output_policy, allow_icmp)
+        self.persist_path = persist_path
+        self.owned = "chains %s-IN/-FWD/-OUT" % prefix
+
+    def desired(self, firewall):
+        return desired_state(firewall, self.name, self.prefix, *self.policies)
+
+    def read_live(self):
+        live = self.ipt.read(self.prefix)[0]
+        return live if (live["chains"] or live["jumps"]) else None
+
+    def compare(self, desired, live):
+        return compare(desired, live)
+
+    def render(self, state):
+        return render_listing(state)
+
+    def validate(self, desired, live):
+        self.ipt.check(render_transaction(desired, live))
+
+    def apply(self, desired, live):
+        self.ipt.apply(render_transaction(desired, live))
+
+    def persist(self, desired):
+        """The rules file with the owned section of ``desired`` (None: stripped of it)."""
+        if not self.persist_path:
+            return []
+        old = read_text(self.persist_path)
+        if desired is not None:
+            new = merge_persist(old, desired, self.prefix)
+        else:
+            new = None if old is None else strip_persist(old, self.prefix)
+        return [FileChange(self.persist_path, old, new, 0o640)] if old != new else []
+
+    def owned_objects(self, live):
+        return ["chain:%s" % c for c in live["chains"]] + ["jump:%s" % j for j in live["jumps"]]
+
+    def remove(self, live):
+        removal = render_removal(live)
+        self.ipt.check(removal)
+        self.ipt.apply(removal)
+
+    def extras(self, desired, live):
+        out = {"chains": sorted(self.chains.values()), "persist_path": self.persist_path or ""}
+        if desired is None:
+            out["transaction"] = render_removal(live) if live is not None else ""
+        else:
+            out["rules"] = render_rules(desired)
+            out["transaction"] = render_transaction(desired, live) if compare(desired, live).changed else ""
+        return out

@@ -28,28 +28,28 @@ import json
 import os
 import re
 import tempfile
-from collections import Counter
 
-from ansible_collections.ocs.edge_firewall.plugins.module_utils import common
-from ansible_collections.ocs.edge_firewall.plugins.module_utils.common import (  # noqa: F401 (public names)
-    merge as _merge, numbered as _numbered, read_text, unified, where as _where, write_atomic,
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.backend import (
+    Backend, Changes, FileChange, numbered, read_text, rule_changes,
+)
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.platforms import PLATFORMS
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.rules import (
+    BASE_COMMENTS as _COMMON_COMMENTS, POLICIES, FirewallError, merge, parse_firewall, uncovered, where,
 )
 
 FAMILY = "inet"
-COMMENT_MAX = 128          # NFTNL_UDATA_COMMENT_MAXLEN: nft refuses longer comments
-IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:@+-]{1,15}\*?$")   # IFNAMSIZ 16 incl. NUL
-TABLE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-PROTOCOLS = common.PROTOCOLS
+COMMENT_MAX = PLATFORMS["nftables"].comment_max
+TABLE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")   # whole string (fullmatch)
 ADDR_KEYS = ("ip saddr", "ip daddr", "ip6 saddr", "ip6 daddr")
 PORT_KEYS = ("tcp sport", "tcp dport", "udp sport", "udp dport", "th sport", "th dport")
 FLAG_KEYS = ("ct state", "ct status")          # rendered a,b (bitmask match, op "in")
 
-BASE_COMMENTS = dict(common.BASE_COMMENTS, nd="ocs base: icmpv6 neighbour discovery and echo-request")
+BASE_COMMENTS = dict(_COMMON_COMMENTS, nd="ocs base: icmpv6 neighbour discovery and echo-request")
 ICMPV6_TYPES = ("echo-request", "nd-neighbor-solicit", "nd-neighbor-advert",
                 "nd-router-solicit", "nd-router-advert")
 
 
-class NftError(common.FirewallError):
+class NftError(FirewallError):
     """A rule set that cannot be rendered/applied; the message names firewall and parameter."""
 
 
@@ -120,29 +120,27 @@ def rule_key(rule):
 
 # ------------------------------------------------------------------ desired state
 
-def _addresses(values, name, path):
-    """Validate a PFRULE/management address list -> {4: [networks], 6: [networks]} or None."""
-    nets = common.networks(values, name, path, NftError)
+def _addresses(nets):
+    """Parsed addresses (rules.Rule) -> {4: [networks], 6: [networks]} or None (any)."""
     if nets is None:
         return None
     result = {}
     for version in (4, 6):
-        kept = common.uncovered([n for n in nets if n.version == version])
+        kept = uncovered([n for n in nets if n.version == version])
         if kept:
             result[version] = kept
     return result
 
 
-def _ports(values, name, path):
-    """Validate a port list -> (merged intervals, display texts 'N'/'N-M') or None."""
-    out = common.port_intervals(values, name, path, NftError)
-    if out is None:
+def _ports(intervals):
+    """Parsed ports -> (merged intervals, display texts 'N'/'N-M') or None (any)."""
+    if intervals is None:
         return None
-    return _merge(out), tuple(_port_text(p) for p in sorted(set(out)))
+    return merge(intervals), tuple(_port_text(p) for p in sorted(set(intervals)))
 
 
 def _net_intervals(nets):
-    return _merge(_addr_interval(str(n)) for n in nets)
+    return merge(_addr_interval(str(n)) for n in nets)
 
 
 def _family_pairs(src, dst, name, path):
@@ -158,7 +156,7 @@ def _family_pairs(src, dst, name, path):
         out.append((fam, s, d))
     if not out:
         raise NftError("%s: source and destination addresses have no IP version in common "
-                       "(IPv4 to IPv6 cannot match one packet)" % _where(name, path))
+                       "(IPv4 to IPv6 cannot match one packet)" % where(name, path))
     return out
 
 
@@ -175,10 +173,13 @@ def _addr_matches(fam, src, dst):
     return m
 
 
-def _rule(chain, matches, verdict, comment, name, path):
-    comment = common.check_comment(comment, name, path, NftError, COMMENT_MAX, "nftables",
-                                   "nft comments cannot hold")
-    return {"chain": chain, "matches": list(matches), "stmts": [], "verdict": verdict, "comment": comment}
+def _rule(rid, chain, matches, verdict, comment):
+    return {"id": rid, "chain": chain, "matches": list(matches), "stmts": [], "verdict": verdict,
+            "comment": comment}
+
+
+def _base(key, chain, matches, verdict="accept"):
+    return _rule("base:%s" % key, chain, matches, verdict, BASE_COMMENTS[key])
 
 
 def _chain(hook, policy):
@@ -188,52 +189,51 @@ def _chain(hook, policy):
 def _base_rules(chain, management, allow_icmp, name):
     """Loopback, conntrack, management and ICMP rules of an input chain."""
     rules = [
-        _rule(chain, [("meta iifname", "==", ("lo",))], "accept", BASE_COMMENTS["lo"], name, chain),
-        _rule(chain, [("ct state", "in", ("established", "related"))], "accept", BASE_COMMENTS["est"], name, chain),
-        _rule(chain, [("ct state", "in", ("invalid",))], "drop", BASE_COMMENTS["inv"], name, chain),
+        _base("lo", chain, [("meta iifname", "==", ("lo",))]),
+        _base("est", chain, [("ct state", "in", ("established", "related"))]),
+        _base("inv", chain, [("ct state", "in", ("invalid",))], "drop"),
     ]
     rules.extend(_management_rules(chain, management, name))
     if allow_icmp:
-        rules.append(_rule(chain, [("icmp type", "==", ("echo-request",))], "accept",
-                           BASE_COMMENTS["echo"], name, chain))
+        rules.append(_base("echo", chain, [("icmp type", "==", ("echo-request",))]))
     # IPv6 does not work at all without neighbour discovery; always allowed on input.
-    rules.append(_rule(chain, [("icmpv6 type", "==", tuple(sorted(ICMPV6_TYPES if allow_icmp else ICMPV6_TYPES[1:])))],
-                       "accept", BASE_COMMENTS["nd"], name, chain))
+    rules.append(_base("nd", chain, [("icmpv6 type", "==", tuple(sorted(ICMPV6_TYPES if allow_icmp
+                                                                          else ICMPV6_TYPES[1:])))]))
     return rules
 
 
 def _management_rules(chain, management, name):
-    sources = common.management_sources(management, name, _addresses, NftError)
-    ports, ports_text = _ports(management.get("ports") or ["22"], name, "management.ports")
+    ports, ports_text = _ports(management["ports"])
     out = []
-    for fam, src, _dst in _family_pairs(sources, None, name, "management.sources"):
-        out.append(_rule(chain, _addr_matches(fam, src, None) + [("tcp dport", "==", ports, ports_text)], "accept",
-                         BASE_COMMENTS["mgmt"], name, "management"))
+    for fam, src, _dst in _family_pairs(_addresses(management["sources"]), None, name, "management.sources"):
+        out.append(_base("mgmt", chain, _addr_matches(fam, src, None) + [("tcp dport", "==", ports, ports_text)]))
     return out
 
 
-def pfrule_rules(pfrule, index, mode, interfaces, name):
-    """One PFRULE -> normalised rule(s) (two when it mixes IPv4 and IPv6 addresses)."""
-    path, chain, proto = common.pfrule_head(pfrule, index, mode, name, "nftables", NftError)
-    src = _addresses(pfrule.get("src"), name, path + ".src")
-    dst = _addresses(pfrule.get("dst"), name, path + ".dst")
-    sport = _ports(pfrule.get("sport"), name, path + ".sport")
-    dport = _ports(pfrule.get("dport"), name, path + ".dport")
-    metas = {"src_zone": "meta iifname", "dst_zone": "meta oifname"}
-    head = [(metas[zone_key], "==", (ifname,))
-            for zone_key, ifname in common.zone_interfaces(pfrule, mode, interfaces, name, IFNAME_RE, NftError)]
+def pfrule_rules(rule, index, mode, interfaces, name):
+    """One parsed rule (rules.Rule) -> normalised rule(s) (two when it mixes IPv4 and IPv6)."""
+    path = "rules[%d] (%s)" % (index, rule.id)
+    sport, dport = _ports(rule.sport), _ports(rule.dport)
+    head = []
+    if mode == "network":
+        for zone, meta in ((rule.src_zone, "meta iifname"), (rule.dst_zone, "meta oifname")):
+            if zone and interfaces.get(zone):
+                head.append((meta, "==", (interfaces[zone],)))
     tail = []
     if sport is None and dport is None:
-        tail.append(("meta l4proto", "==", (proto,)))
+        tail.append(("meta l4proto", "==", (rule.protocol,)))
     if sport is not None:
-        tail.append(("%s sport" % proto, "==") + sport)
+        tail.append(("%s sport" % rule.protocol, "==") + sport)
     if dport is not None:
-        tail.append(("%s dport" % proto, "==") + dport)
-    out = []
-    for fam, s, d in _family_pairs(src, dst, name, path):
-        out.append(_rule(chain, head + _addr_matches(fam, s, d) + tail, "accept",
-                         pfrule.get("comment"), name, path + ".comment"))
-    return out
+        tail.append(("%s dport" % rule.protocol, "==") + dport)
+    return [_rule(rule.id, rule.chain, head + _addr_matches(fam, s, d) + tail, "accept", rule.comment)
+            for fam, s, d in _family_pairs(_addresses(rule.src), _addresses(rule.dst), name, path)]
+
+
+def _policies(name, input_policy, output_policy):
+    for pol, var in ((input_policy, "input_policy"), (output_policy, "output_policy")):
+        if pol not in POLICIES:
+            raise NftError("%s: %r is not accept or drop" % (where(name, var), pol))
 
 
 def desired_table(firewall, name=None, input_policy="drop", output_policy="accept", allow_icmp=True):
@@ -244,29 +244,28 @@ def desired_table(firewall, name=None, input_policy="drop", output_policy="accep
     host mode: chain input (policy drop; as above + PFRULEs of chain input) and chain output
     (policy ``output_policy``; lo + established, then PFRULEs of chain output).
     """
-    mode, interfaces, rules, management = common.check_firewall(
-        firewall, name, "nftables", input_policy, output_policy, NftError)
-
+    _policies(name, input_policy, output_policy)
+    fw = parse_firewall(firewall, name, "nftables")
     chains = {}
-    if mode == "network":
+    if fw.mode == "network":
         chains["input"] = _chain("input", input_policy)
-        chains["input"]["rules"] = _base_rules("input", management, allow_icmp, name)
+        chains["input"]["rules"] = _base_rules("input", fw.management, allow_icmp, name)
         chains["forward"] = _chain("forward", "drop")
         chains["forward"]["rules"] = [
-            _rule("forward", [("ct state", "in", ("established", "related"))], "accept", BASE_COMMENTS["est"], name, "forward"),
-            _rule("forward", [("ct state", "in", ("invalid",))], "drop", BASE_COMMENTS["inv"], name, "forward"),
+            _base("est", "forward", [("ct state", "in", ("established", "related"))]),
+            _base("inv", "forward", [("ct state", "in", ("invalid",))], "drop"),
         ]
     else:
         chains["input"] = _chain("input", "drop")
-        chains["input"]["rules"] = _base_rules("input", management, allow_icmp, name)
+        chains["input"]["rules"] = _base_rules("input", fw.management, allow_icmp, name)
         chains["output"] = _chain("output", output_policy)
         chains["output"]["rules"] = [
-            _rule("output", [("meta oifname", "==", ("lo",))], "accept", BASE_COMMENTS["lo"], name, "output"),
-            _rule("output", [("ct state", "in", ("established", "related"))], "accept", BASE_COMMENTS["est"], name, "output"),
+            _base("lo", "output", [("meta oifname", "==", ("lo",))]),
+            _base("est", "output", [("ct state", "in", ("established", "related"))]),
         ]
-    for i, pfrule in enumerate(rules):
-        for rule in pfrule_rules(pfrule, i, mode, interfaces, name):
-            chains[rule["chain"]]["rules"].append(rule)
+    for i, rule in enumerate(fw.rules):
+        for native in pfrule_rules(rule, i, fw.mode, fw.interfaces, name):
+            chains[native["chain"]]["rules"].append(native)
     return {"chains": chains, "objects": []}
 
 
@@ -281,7 +280,7 @@ def chain_header(chain):
 
 def render_script(table_state, table="ocs_edge", header=None):
     """The nft script that replaces table inet <table> atomically (and loads when it is absent)."""
-    if not TABLE_RE.match(table or ""):
+    if not isinstance(table, str) or not TABLE_RE.fullmatch(table):
         raise NftError("table: %r is not a valid nft table name (letter, then letters/digits/_)" % (table,))
     lines = ["#!/usr/sbin/nft -f"]
     for h in (header or []):
@@ -292,20 +291,16 @@ def render_script(table_state, table="ocs_edge", header=None):
         "delete table %s %s" % (FAMILY, table),
         "table %s %s {" % (FAMILY, table),
     ]
-    first = True
-    for cname, chain in table_state["chains"].items():
-        if not first:
-            lines.append("")
-        first = False
-        lines.append("\tchain %s {" % cname)
-        head = chain_header(chain)
-        if head:
-            lines.append("\t\t%s" % head)
-        for rule in chain["rules"]:
-            lines.append("\t\t%s" % render_rule(rule))
-        lines.append("\t}")
+    for i, (cname, chain) in enumerate(table_state["chains"].items()):
+        lines += ([""] if i else []) + _chain_lines(cname, chain)
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _chain_lines(cname, chain):
+    head = chain_header(chain)
+    return (["\tchain %s {" % cname] + (["\t\t%s" % head] if head else [])
+            + ["\t\t%s" % render_rule(rule) for rule in chain["rules"]] + ["\t}"])
 
 
 def render_listing(table_state, table="ocs_edge"):
@@ -314,13 +309,7 @@ def render_listing(table_state, table="ocs_edge"):
         return ""
     lines = ["table %s %s {" % (FAMILY, table)]
     for cname, chain in table_state["chains"].items():
-        lines.append("\tchain %s {" % cname)
-        head = chain_header(chain)
-        if head:
-            lines.append("\t\t%s" % head)
-        for rule in chain["rules"]:
-            lines.append("\t\t%s" % render_rule(rule))
-        lines.append("\t}")
+        lines += _chain_lines(cname, chain)
     for obj in table_state.get("objects", []):
         lines.append("\t%s" % obj)
     lines.append("}")
@@ -366,7 +355,7 @@ def _canon_value(key, right):
                 ivs.append(_addr_interval(e))
             else:
                 return None
-        return _merge(ivs)
+        return merge(ivs)
     if key in PORT_KEYS:
         ivs = []
         for e in elems:
@@ -376,7 +365,7 @@ def _canon_value(key, right):
                 ivs.append((e, e))
             else:
                 return None
-        return _merge(ivs)
+        return merge(ivs)
     out = []
     for e in elems:
         out.append(e if isinstance(e, str) else json.dumps(e, sort_keys=True))
@@ -479,52 +468,35 @@ def live_tables(document):
 
 # ----------------------------------------------------------------------- compare
 
-def _chain_desc(name, chain):
-    head = chain_header(chain)
-    return "chain %s (%s)" % (name, head.rstrip(";")) if head else "chain %s (regular chain)" % name
+CHAIN_ATTRS = ("type", "hook", "prio", "policy")
 
 
-def compare(desired, live):
-    """-> {"created": [...], "removed": [...], "updated": [...], "changed": bool}."""
-    created, removed, updated = [], [], []
-    live = live or None
+def _label(chain, rule):
+    return "rule:%s: %s" % (chain, render_rule(rule))
+
+
+def compare(desired, live, table="ocs_edge"):
+    """-> Changes: rule ids, chain:<name>, <kind>:<name> of other objects, table:inet <table>."""
+    changes = Changes()
     if live is None:
-        updated.append("table %s created" % FAMILY)
+        changes.add(created=["table:%s %s" % (FAMILY, table)])
         live = {"chains": {}, "objects": []}
     for cname, chain in desired["chains"].items():
         lchain = live["chains"].get(cname)
         if lchain is None:
-            created.append(_chain_desc(cname, chain))
-            created.extend("%s: %s" % (cname, render_rule(r)) for r in chain["rules"])
-            continue
-        for attr in ("type", "hook", "prio", "policy"):
-            if chain[attr] != lchain.get(attr):
-                updated.append("chain %s: %s %s -> %s" % (cname, attr, lchain.get(attr), chain[attr]))
-        want = Counter(rule_key(r) for r in chain["rules"])
-        have = Counter(rule_key(r) for r in lchain["rules"])
-        extra = have - want
-        missing = want - have
-        for r in lchain["rules"]:
-            k = rule_key(r)
-            if extra.get(k):
-                extra[k] -= 1
-                removed.append("%s: %s" % (cname, render_rule(r)))
-        for r in chain["rules"]:
-            k = rule_key(r)
-            if missing.get(k):
-                missing[k] -= 1
-                created.append("%s: %s" % (cname, render_rule(r)))
-        if not (have - want) and not (want - have):
-            if [rule_key(r) for r in chain["rules"]] != [rule_key(r) for r in lchain["rules"]]:
-                updated.append("chain %s: rule order restored" % cname)
-    for cname, lchain in live["chains"].items():
-        if cname not in desired["chains"]:
-            removed.append(_chain_desc(cname, lchain))
-            removed.extend("%s: %s" % (cname, render_rule(r)) for r in lchain["rules"])
+            changes.add(created=["chain:%s" % cname])
+        elif any(chain[a] != lchain.get(a) for a in CHAIN_ATTRS):
+            changes.add(updated=["chain:%s" % cname])
+    changes.add(removed=["chain:%s" % c for c in live["chains"] if c not in desired["chains"]])
+    changes.add(**rule_changes(
+        dict((c, ch["rules"]) for c, ch in desired["chains"].items()),
+        dict((c, ch["rules"]) for c, ch in live["chains"].items()), rule_key, _label).as_dict())
     for obj in live.get("objects", []):
-        removed.append(obj)
-    return {"created": created, "removed": removed, "updated": updated,
-            "changed": bool(created or removed or updated)}
+        if obj.startswith("table flags"):
+            changes.add(updated=["table:%s %s" % (FAMILY, table)])
+        else:
+            changes.add(removed=[obj.replace(" ", ":", 1)])
+    return changes
 
 
 # ------------------------------------------------------------------- persistence
@@ -586,7 +558,7 @@ class Nft:
             os.unlink(path)
         if rc != 0:
             raise NftError("%s: nft rejected the rule set (rc=%s), nothing was changed:\n%s\n--- script ---\n%s"
-                           % (what, rc, (err or out).strip(), _numbered(script)))
+                           % (what, rc, (err or out).strip(), numbered(script)))
         return out
 
     def check(self, script):
@@ -598,3 +570,69 @@ class Nft:
     def delete_table(self, table):
         return self._call(["delete", "table", FAMILY, table], "deleting table %s %s" % (FAMILY, table))
 
+
+
+# ---------------------------------------------------------------------- backend
+
+class NftBackend(Backend):
+    """The nftables implementation of the backend contract (backend.py): owns table inet <table>."""
+
+    platform = "nftables"
+
+    def __init__(self, name, nft, table="ocs_edge", input_policy="drop", output_policy="accept",
+                 allow_icmp=True, persist_path="", persist_conf=""):
+        super(NftBackend, self).__init__(name)
+        if not isinstance(table, str) or not TABLE_RE.fullmatch(table):
+            raise NftError("%s: %r is not a valid nft table name" % (where(name, "table"), table))
+        self.nft, self.table = nft, table
+        self.policies = (input_policy, output_policy, allow_icmp)
+        self.persist_path, self.persist_conf = persist_path, persist_conf
+        self.owned = "table:%s %s" % (FAMILY, table)
+
+    def desired(self, firewall):
+        return desired_table(firewall, self.name, *self.policies)
+
+    def read_live(self):
+        return self.nft.read_table(self.table)
+
+    def compare(self, desired, live):
+        return compare(desired, live, self.table)
+
+    def render(self, state):
+        return render_listing(state, self.table)
+
+    def script(self, desired):
+        return render_script(desired, self.table, header=[
+            "Managed by ocs.edge_firewall (module nft_ruleset) for firewall %s." % self.name,
+            "Do not edit: the next run puts table %s %s back as the policy says." % (FAMILY, self.table),
+        ])
+
+    def validate(self, desired, live):
+        self.nft.check(self.script(desired))
+
+    def apply(self, desired, live):
+        self.nft.apply(self.script(desired))
+
+    def persist(self, desired):
+        """The persisted script and the include line in the boot file (desired None: neither)."""
+        if not self.persist_path:
+            return []
+        script = None if desired is None else self.script(desired)
+        files = [FileChange(self.persist_path, read_text(self.persist_path), script)]
+        if self.persist_conf:
+            old = read_text(self.persist_conf)
+            if desired is not None:
+                new = conf_with_include(old, self.persist_path, self.table)
+            else:
+                new = None if old is None else conf_without_include(old, self.persist_path, self.table)
+            files.append(FileChange(self.persist_conf, old, new, 0o755))
+        return [f for f in files if f.old != f.new]
+
+    def remove(self, live):
+        self.nft.delete_table(self.table)
+
+    def extras(self, desired, live):
+        out = {"table": "%s %s" % (FAMILY, self.table), "persist_path": self.persist_path or ""}
+        if desired is not None:
+            out["script"] = self.script(desired)
+        return out

@@ -46,7 +46,7 @@ import shutil
 import xml.etree.ElementTree as ET
 import zlib
 
-from ansible_collections.ocs.edge_firewall.plugins.module_utils import common
+from ansible_collections.ocs.edge_firewall.plugins.module_utils import backend
 
 MARKER = "[ocs.edge_firewall]"
 ALIAS_PREFIX = "OCS_"
@@ -441,7 +441,7 @@ def listing(root):
 
 
 def unified(before, after, before_name="config.xml", after_name="desired"):
-    return common.unified(before, after, before_name, after_name)
+    return backend.unified(before, after, before_name, after_name)
 
 
 # --------------------------------------------------------------------------- reconcile
@@ -757,7 +757,7 @@ def backup_config(config_path, backup_dir, old_root, old_bytes, now):
 
 def write_atomic(path, data, mode=0o644):
     """Atomic write of bytes; the file always gets ``mode`` (pfSense writes config.xml 0644)."""
-    common.write_atomic(path, data, mode, keep_mode=False)
+    backend.write_atomic(path, data, mode, keep_mode=False)
 
 
 class ConfigLock(object):

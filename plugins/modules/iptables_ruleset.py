@@ -180,23 +180,43 @@ EXAMPLES = r"""
 
 RETURN = r"""
 created:
-  description: Chains, rules and jumps added (C(chain) colon iptables-save rule text), desired but not live.
+  description:
+    - "Desired but not live, by id (docs/backend-contract.md): PFRULE ids, base rules
+      (C(base:mgmt), ...), C(chain:<prefix>-FWD), C(jump:<built-in chain>), C(file:<path>)."
   returned: always
   type: list
   elements: str
-  sample: ["OCS-EDGE-FWD: -d 172.16.1.50/32 -p tcp -m tcp --dport 443 -m comment --comment \"ocs central-t20-f12-out table 20 figure 12 av_edge STUN/TCP\" -j ACCEPT"]
+  sample: ["chain:OCS-EDGE-FWD", "central-t20-f12-out", "base:mgmt", "jump:FORWARD", "file:/etc/iptables/rules.v4"]
 removed:
-  description: Owned chains, their rules and jumps to them that are live but not desired.
+  description:
+    - "Live but not desired: owned chains no longer desired and jumps from a built-in chain that
+      should not have one (C(chain:OCS-EDGE-OUT), C(jump:OUTPUT)); a rule nothing desired explains
+      is C(rule:<chain>: <its rule text>)."
   returned: always
   type: list
   elements: str
-  sample: ["OCS-EDGE-FWD: -p tcp -m tcp --dport 23 -j ACCEPT"]
+  sample: ["rule:OCS-EDGE-FWD: -p tcp -m tcp --dport 23 -j ACCEPT", "chain:OCS-EDGE-OUT", "jump:OUTPUT"]
 updated:
-  description: Rule order restored, jumps moved back to position 1, the persisted file written.
+  description:
+    - "The id of a rule whose live form differs (an address, a port, a count), an owned chain whose
+      rule order differs (C(chain:OCS-EDGE-IN)), a jump not alone at position 1 (C(jump:FORWARD)),
+      the rules file rewritten."
   returned: always
   type: list
   elements: str
-  sample: ["jump FORWARD -> OCS-EDGE-FWD moved from position 3 to 1", "persist file /etc/iptables/rules.v4 written"]
+  sample: ["central-t18-f5-in", "chain:OCS-EDGE-IN", "jump:FORWARD"]
+diff:
+  description:
+    - "Ansible diffs (before/after with headers) of the owned chains and jumps as iptables-save
+      lines, then the rules file; returned when something differs."
+  returned: changed
+  type: list
+  elements: dict
+warnings:
+  description: Warnings of the run (part of the shared result shape).
+  returned: always
+  type: list
+  elements: str
 rules:
   description: The owned section in iptables-restore format (what is applied and merged into the persisted file).
   returned: when state=present
@@ -218,145 +238,28 @@ persist_path:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.ocs.edge_firewall.plugins.module_utils import common
-from ansible_collections.ocs.edge_firewall.plugins.module_utils import iptables as iptlib
-
-
-def _persist_plan(params, desired, prefix):
-    """-> [(path, old_text, new_text, what)] to write."""
-    path = params["persist_path"]
-    if not path:
-        return []
-    old = iptlib.read_text(path)
-    if params["state"] == "present":
-        new = iptlib.merge_persist(old, desired, prefix)
-    else:
-        if old is None:
-            return []
-        new = iptlib.strip_persist(old, prefix)
-    if old == new:
-        return []
-    return [(path, old, new, "persist file %s %s" % (path, "written" if params["state"] == "present"
-                                                      else "stripped of the owned section"))]
+from ansible_collections.ocs.edge_firewall.plugins.module_utils import backend
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.iptables import Ipt, IptBackend, IptError
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=common.ruleset_argument_spec(
-            chain_prefix=dict(type="str", default="OCS-EDGE"),
-            persist_path=dict(type="path", default="/etc/iptables/rules.v4"),
-        ),
-        mutually_exclusive=[("firewall", "rules")],
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=backend.ruleset_argument_spec(
+        chain_prefix=dict(type="str", default="OCS-EDGE"),
+        persist_path=dict(type="path", default="/etc/iptables/rules.v4"),
+    ), mutually_exclusive=[("firewall", "rules")], supports_check_mode=True)
     p = module.params
-    name, prefix = p["name"], p["chain_prefix"]
-    result = dict(changed=False, created=[], removed=[], updated=[], transaction="", chains=[],
-                  persist_path=p["persist_path"] or "")
-
-    def fail(msg, **extra):
-        result.update(extra)
-        module.fail_json(msg=msg, **result)
-
-    try:
-        result["chains"] = sorted(iptlib.chain_names(prefix).values())
-    except iptlib.IptError as exc:
-        fail("firewall %s: %s" % (name, exc))
 
     def run(argv, data=None):
-        if data is None:
-            return module.run_command(argv)
-        return module.run_command(argv, data=data, binary_data=True)
+        return module.run_command(argv, data=data, binary_data=True) if data is not None else module.run_command(argv)
 
-    ipt = iptlib.Ipt(run, module.get_bin_path("iptables-save", required=True),
-                     module.get_bin_path("iptables-restore", required=True))
+    ipt = Ipt(run, module.get_bin_path("iptables-save", required=True),
+              module.get_bin_path("iptables-restore", required=True))
     try:
-        live, _raw = ipt.read(prefix)
-    except iptlib.IptError as exc:
-        fail("firewall %s: %s" % (name, exc))
-    live_exists = bool(live["chains"] or live["jumps"])
-
-    if p["state"] == "absent":
-        empty = {"chains": {}, "jumps": {}}
-        cmp = iptlib.compare(empty, live)
-        plan = _persist_plan(p, None, prefix)
-        transaction = iptlib.render_removal(live) if live_exists else ""
-        result.update(removed=cmp["removed"], updated=[item[3] for item in plan], transaction=transaction,
-                      changed=bool(live_exists or plan))
-        if module._diff:
-            diffs = [{"before_header": "live owned chains and jumps", "after_header": "absent",
-                      "before": iptlib.render_listing(live), "after": ""}]
-            diffs += [{"before_header": path, "after_header": path, "before": old or "", "after": new}
-                      for path, old, new, _w in plan]
-            result["diff"] = diffs
-        try:
-            if live_exists:
-                ipt.check(transaction)
-        except iptlib.IptError as exc:
-            fail("firewall %s: %s\nThe previous rule set is still in force." % (name, exc))
-        if module.check_mode or not result["changed"]:
-            module.exit_json(**result)
-        try:
-            if live_exists:
-                ipt.apply(transaction)
-        except iptlib.IptError as exc:
-            fail("firewall %s: %s\nThe previous rule set is still in force." % (name, exc))
-        for path, _old, new, _what in plan:
-            iptlib.write_atomic(path, new)
-        module.exit_json(**result)
-
-    firewall = common.firewall_param(p, "iptables")
-    if firewall is None:
-        fail("firewall %s: give either firewall (the FIREWALL dict) or rules" % name)
-    try:
-        desired = iptlib.desired_state(firewall, name, prefix, p["input_policy"], p["output_policy"],
-                                       p["allow_icmp"])
-    except iptlib.IptError as exc:
-        fail("%s (nothing was changed; the previous rule set is still in force)" % exc)
-
-    cmp = iptlib.compare(desired, live)
-    try:
-        plan = _persist_plan(p, desired, prefix)
-    except iptlib.IptError as exc:
-        fail("firewall %s: %s: %s (nothing was changed)" % (name, p["persist_path"], exc))
-    transaction = iptlib.render_transaction(desired, live) if cmp["changed"] else ""
-    result.update(created=cmp["created"], removed=cmp["removed"],
-                  updated=cmp["updated"] + [item[3] for item in plan],
-                  rules=iptlib.render_rules(desired), transaction=transaction,
-                  changed=bool(cmp["changed"] or plan))
-    if module._diff:
-        diffs = [{"before_header": "live owned chains and jumps (iptables-save -t filter)",
-                  "after_header": "desired owned chains and jumps",
-                  "before": iptlib.render_listing(live), "after": iptlib.render_listing(desired)}]
-        diffs += [{"before_header": path, "after_header": path, "before": old or "", "after": new}
-                  for path, old, new, _w in plan]
-        result["diff"] = diffs
-
-    if cmp["changed"]:
-        try:
-            ipt.check(transaction)
-        except iptlib.IptError as exc:
-            fail("firewall %s: %s\nThe previous rule set is still in force." % (name, exc))
-    if module.check_mode or not result["changed"]:
-        module.exit_json(**result)
-
-    if cmp["changed"]:
-        try:
-            ipt.apply(transaction)
-            after, _raw = ipt.read(prefix)
-        except iptlib.IptError as exc:
-            fail("firewall %s: %s\nThe previous rule set is still in force." % (name, exc))
-        still = iptlib.compare(desired, after)
-        if still["changed"]:
-            fail("firewall %s: the owned chains were loaded but read back different from the desired set "
-                 "(created %s, removed %s, updated %s); the persisted file was not written"
-                 % (name, still["created"], still["removed"], still["updated"]))
-    for path, _old, new, _what in plan:
-        try:
-            iptlib.write_atomic(path, new)
-        except (IOError, OSError) as exc:
-            fail("firewall %s: the rules are applied but writing %s failed: %s" % (name, path, exc))
-    module.exit_json(**result)
+        ipts = IptBackend(p["name"], ipt, p["chain_prefix"], p["input_policy"], p["output_policy"], p["allow_icmp"],
+                          p["persist_path"])
+    except IptError as exc:
+        module.fail_json(msg="firewall %s: %s" % (p["name"], exc))
+    backend.run_module(module, ipts, backend.firewall_param(p, "iptables"))
 
 
 if __name__ == "__main__":

@@ -169,23 +169,42 @@ EXAMPLES = r"""
 
 RETURN = r"""
 created:
-  description: Chains and rules added (C(chain) colon rule text), in the desired set but not live.
+  description:
+    - "Desired but not live, by id (docs/backend-contract.md): PFRULE ids, base rules
+      (C(base:mgmt), ...), C(table:inet <table>), C(chain:<name>), C(file:<path>)."
   returned: always
   type: list
   elements: str
-  sample: ["forward: ip daddr 172.16.1.50 tcp dport 443 accept comment \"ocs central-t20-f12-out table 20 figure 12 av_edge STUN/TCP\""]
+  sample: ["table:inet ocs_edge", "chain:forward", "central-t20-f12-out", "base:mgmt", "file:/etc/nftables.d/ocs_edge.nft"]
 removed:
-  description: Chains, rules and other objects of the owned table that are live but not desired.
+  description:
+    - "Live but not desired: chains, sets and other objects of the owned table (C(chain:sneaky),
+      C(set:allow)); a rule nothing desired explains is C(rule:<chain>: <its rule text>)."
   returned: always
   type: list
   elements: str
-  sample: ["forward: tcp dport 23 accept"]
+  sample: ["rule:forward: tcp dport 23 accept", "chain:sneaky", "set:allow"]
 updated:
-  description: Table/chain attributes restored (policy, hook, rule order), the persisted file and the include line written.
+  description:
+    - "The id of a rule whose live form differs (an address, a port, a count), a chain whose type,
+      hook, priority, policy or rule order differ (C(chain:forward)), table flags, the persisted
+      script or boot file rewritten."
   returned: always
   type: list
   elements: str
-  sample: ["chain forward: policy accept -> drop", "persist file /etc/nftables.d/ocs_edge.nft written"]
+  sample: ["central-t18-f5-in", "chain:forward", "file:/etc/nftables.conf"]
+diff:
+  description:
+    - "Ansible diffs (before/after with headers) of the owned table as a canonical listing, then
+      the persisted script and the boot file; returned when something differs."
+  returned: changed
+  type: list
+  elements: dict
+warnings:
+  description: Warnings of the run (part of the shared result shape).
+  returned: always
+  type: list
+  elements: str
 script:
   description: The nft script (what is applied and persisted).
   returned: when state=present
@@ -201,138 +220,24 @@ persist_path:
   type: str
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.ocs.edge_firewall.plugins.module_utils import common
-from ansible_collections.ocs.edge_firewall.plugins.module_utils import nftables as nftlib
-
-
-def _persist_plan(params, script, table):
-    """-> list of (path, old_text, new_text, mode, what) to write (new_text None = remove)."""
-    plan = []
-    path, conf = params["persist_path"], params["persist_conf"]
-    present = params["state"] == "present"
-    if path:
-        old = nftlib.read_text(path)
-        new = script if present else None
-        if old != new:
-            plan.append((path, old, new, 0o644, "persist file %s %s" % (path, "written" if new else "removed")))
-        if conf:
-            old_conf = nftlib.read_text(conf)
-            if present:
-                new_conf = nftlib.conf_with_include(old_conf, path, table)
-            elif old_conf is not None:
-                new_conf = nftlib.conf_without_include(old_conf, path, table)
-            else:
-                new_conf = None
-            if old_conf != new_conf:
-                plan.append((conf, old_conf, new_conf, 0o755, "include of %s %s %s" % (
-                    path, "added to" if present else "removed from", conf)))
-    return plan
+from ansible_collections.ocs.edge_firewall.plugins.module_utils import backend
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.nftables import Nft, NftBackend, NftError
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=common.ruleset_argument_spec(
-            table=dict(type="str", default="ocs_edge"),
-            persist_path=dict(type="path", default="/etc/nftables.d/ocs_edge.nft"),
-            persist_conf=dict(type="path", default="/etc/nftables.conf"),
-        ),
-        mutually_exclusive=[("firewall", "rules")],
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=backend.ruleset_argument_spec(
+        table=dict(type="str", default="ocs_edge"),
+        persist_path=dict(type="path", default="/etc/nftables.d/ocs_edge.nft"),
+        persist_conf=dict(type="path", default="/etc/nftables.conf"),
+    ), mutually_exclusive=[("firewall", "rules")], supports_check_mode=True)
     p = module.params
-    name, table = p["name"], p["table"]
-    result = dict(changed=False, created=[], removed=[], updated=[], table="%s %s" % (nftlib.FAMILY, table),
-                  persist_path=p["persist_path"] or "")
-
-    def fail(msg, **extra):
-        result.update(extra)
-        module.fail_json(msg=msg, **result)
-
-    if not nftlib.TABLE_RE.match(table):
-        fail("firewall %s: table: %r is not a valid nft table name" % (name, table))
-    nft = nftlib.Nft(module.run_command, module.get_bin_path("nft", required=True))
-
     try:
-        live = nft.read_table(table)
-    except nftlib.NftError as exc:
-        fail("firewall %s: %s" % (name, exc))
-
-    if p["state"] == "absent":
-        if live is not None:
-            result["removed"] = nftlib.compare({"chains": {}}, live)["removed"] + ["table %s" % result["table"]]
-        plan = _persist_plan(p, None, table)
-        result["updated"] = [item[4] for item in plan]
-        result["changed"] = bool(live is not None or plan)
-        if module._diff:
-            result["diff"] = {"before": nftlib.render_listing(live, table), "after": "",
-                              "before_header": "live table %s" % result["table"], "after_header": "absent"}
-        if module.check_mode or not result["changed"]:
-            module.exit_json(**result)
-        try:
-            if live is not None:
-                nft.delete_table(table)
-        except nftlib.NftError as exc:
-            fail("firewall %s: %s" % (name, exc))
-        for path, _old, new, mode, _what in plan:
-            if new is None:
-                os.unlink(path)
-            else:
-                nftlib.write_atomic(path, new, mode)
-        module.exit_json(**result)
-
-    firewall = common.firewall_param(p, "nftables")
-    if firewall is None:
-        fail("firewall %s: give either firewall (the FIREWALL dict) or rules" % name)
-    try:
-        desired = nftlib.desired_table(firewall, name, p["input_policy"], p["output_policy"], p["allow_icmp"])
-        script = nftlib.render_script(desired, table, header=[
-            "Managed by ocs.edge_firewall (module nft_ruleset) for firewall %s." % name,
-            "Do not edit: the next run puts table %s %s back as the policy says." % (nftlib.FAMILY, table),
-        ])
-    except nftlib.NftError as exc:
-        fail("%s (nothing was changed; the previous rule set is still in force)" % exc)
-
-    cmp = nftlib.compare(desired, live)
-    plan = _persist_plan(p, script, table)
-    result.update(created=cmp["created"], removed=cmp["removed"],
-                  updated=cmp["updated"] + [item[4] for item in plan], script=script)
-    result["changed"] = bool(cmp["changed"] or plan)
-    if module._diff:
-        diffs = [{"before_header": "live table %s" % result["table"],
-                  "after_header": "desired table %s" % result["table"],
-                  "before": nftlib.render_listing(live, table), "after": nftlib.render_listing(desired, table)}]
-        for path, old, new, _mode, _what in plan:
-            diffs.append({"before_header": path, "after_header": path, "before": old or "", "after": new or ""})
-        result["diff"] = diffs
-
-    if cmp["changed"]:
-        try:
-            nft.check(script)
-        except nftlib.NftError as exc:
-            fail("firewall %s: table %s: %s\nThe previous rule set is still in force." % (name, result["table"], exc))
-    if module.check_mode or not result["changed"]:
-        module.exit_json(**result)
-
-    if cmp["changed"]:
-        try:
-            nft.apply(script)
-            after = nft.read_table(table)
-        except nftlib.NftError as exc:
-            fail("firewall %s: table %s: %s\nThe previous rule set is still in force." % (name, result["table"], exc))
-        still = nftlib.compare(desired, after)
-        if still["changed"]:
-            fail("firewall %s: table %s was loaded but reads back different from the desired set "
-                 "(created %s, removed %s, updated %s); the persisted file was not written"
-                 % (name, result["table"], still["created"], still["removed"], still["updated"]))
-    for path, _old, new, mode, _what in plan:
-        try:
-            nftlib.write_atomic(path, new, mode)
-        except (IOError, OSError) as exc:
-            fail("firewall %s: the table is applied but writing %s failed: %s" % (name, path, exc))
-    module.exit_json(**result)
+        nft = NftBackend(p["name"], Nft(module.run_command, module.get_bin_path("nft", required=True)), p["table"],
+                         p["input_policy"], p["output_policy"], p["allow_icmp"], p["persist_path"], p["persist_conf"])
+    except NftError as exc:
+        module.fail_json(msg=str(exc))
+    backend.run_module(module, nft, backend.firewall_param(p, "nftables"))
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def diff_text(diff):
 
 
 def windows_result(plan):
-    """The Windows role's plan (plugin_utils/windows.py ``plan``) in the common result shape."""
+    """A Windows plan without the contract's lists (changes only) in the common result shape."""
     names = {a: [c["name"] for c in plan["changes"] if c["action"] in acts]
              for a, acts in (("created", ("create",)), ("updated", ("update", "recreate")), ("removed", ("remove",)))}
     sides = {"before": [], "after": []}
@@ -64,7 +64,7 @@ def firewall_entry(name, check):
     if state != "checked":
         return entry
     result = check.get("result") or {}
-    if "changes" in result and "to_create" in result:
+    if "changes" in result and "created" not in result:
         result = windows_result(result)
     for key in ("created", "updated", "removed", "warnings"):
         entry[key] = _strings(result.get(key))

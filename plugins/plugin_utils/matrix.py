@@ -8,6 +8,15 @@ def _any(values):
     return "any" if values is None else ", ".join(values)
 
 
+def _rule_id(rule):
+    """The id, marked when the rule is not one of the page's rows."""
+    if rule.get("extra"):
+        return "%s (extra)" % rule["id"]
+    if rule.get("note"):
+        return "%s (page note, opt-in)" % rule["id"]
+    return rule["id"]
+
+
 def port_matrix(policy):
     dep = policy.get("deployment", {})
     lines = [
@@ -28,8 +37,10 @@ def port_matrix(policy):
         "| --- | ---: | ---: | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in policy["rules"]:
-        lines.append("| %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
-            r["id"], r["table"], r["figure"], r["server_role"], r["firewall"], r["direction"],
+        lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            _rule_id(r), r["table"] if r["table"] is not None else "-",
+            r["figure"] if r["figure"] is not None else ("note" if r.get("note") else "-"),
+            r["server_role"] or "-", r["firewall"], r["direction"],
             r["protocol"], r["service"], _any(r["local_addresses"]), _any(r["local_ports"]),
             _any(r["remote_addresses"]), _any(r["remote_ports"])))
     for name, fw in policy["firewalls"].items():
@@ -43,13 +54,17 @@ def port_matrix(policy):
         ]
         for i, p in enumerate(fw["rules"], 1):
             lines.append("| %d | %s | %s | %s | %s | %s | %s | %s | %s -> %s |" % (
-                i, p["id"], p["chain"], p["protocol"], _any(p["src"]), _any(p["sport"]),
+                i, _rule_id(p), p["chain"], p["protocol"], _any(p["src"]), _any(p["sport"]),
                 _any(p["dst"]), _any(p["dport"]), p["src_zone"], p["dst_zone"]))
         mgmt = fw.get("management") or {}
         if mgmt.get("sources"):
             lines.append("")
             lines.append("Management (always allowed to the firewall itself): %s, TCP %s." % (
                 ", ".join(mgmt["sources"]), ", ".join(mgmt["ports"])))
+    reasons = [r for r in policy["rules"] if r.get("extra") or r.get("note")]
+    if reasons:
+        lines += ["", "## Rules beyond the page's rows", ""]
+        lines += ["- %s: %s" % (r["id"], r["reason"].replace("|", "/")) for r in reasons]
     if policy.get("warnings"):
         lines += ["", "## Warnings", ""] + ["- %s" % w for w in policy["warnings"]]
     return "\n".join(lines) + "\n"

@@ -21,6 +21,7 @@ import yaml
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import iptables as ipt
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import nftables as nft
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import pfsense as pfs
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.rules import FirewallError
 from ansible_collections.ocs.edge_firewall.plugins.plugin_utils import windows as win
 
 SCHEMA_VERSION = 1
@@ -38,7 +39,7 @@ PLATFORM_OPTIONS = {
     "iptables": ("iptables", ("ocs_iptables_chain_prefix", "ocs_iptables_input_policy",
                               "ocs_iptables_output_policy", "ocs_iptables_allow_icmp")),
     "pfsense": ("pfsense", ()),
-    "windows": ("windows_firewall", ("ocs_windows_firewall_group", "ocs_windows_firewall_profiles",
+    "windows": ("windows", ("ocs_windows_firewall_group", "ocs_windows_firewall_profiles",
                                      "ocs_windows_firewall_rule_prefix")),
 }
 ARTIFACT_SUFFIX = {"nftables": "nft", "iptables": "rules", "pfsense": "pfsense.xml", "windows": "windows.json"}
@@ -107,7 +108,7 @@ def _pfsense_artifact(fw, name, _o):
 
 
 def _windows_artifact(fw, name, o):
-    sets = win.firewall_rules(fw, name=name, group=o["ocs_windows_firewall_group"],
+    sets = win.desired(fw, name=name, group=o["ocs_windows_firewall_group"],
                               profiles=o["ocs_windows_firewall_profiles"],
                               prefix=o["ocs_windows_firewall_rule_prefix"])
     # one parameter set per line: a diff line names the rule it changes
@@ -116,7 +117,7 @@ def _windows_artifact(fw, name, o):
 
 RENDERERS = {"nftables": _nft_artifact, "iptables": _ipt_artifact, "pfsense": _pfsense_artifact,
              "windows": _windows_artifact}
-RENDER_ERRORS = (nft.NftError, ipt.IptError, pfs.PfSenseError, win.WindowsFirewallError)
+RENDER_ERRORS = (FirewallError, pfs.PfSenseError, win.WindowsFirewallError)
 
 
 def render_artifact(firewall, name, hostvars=None):

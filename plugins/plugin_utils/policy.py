@@ -15,6 +15,9 @@ from pathlib import Path
 
 import yaml
 
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.platforms import PLATFORMS, platforms_for
+from ansible_collections.ocs.edge_firewall.plugins.plugin_utils import extras
+
 try:
     import netaddr
 except ImportError:  # pragma: no cover - reported by the filter with a clear message
@@ -24,8 +27,8 @@ SCHEMA_VERSION = 1
 CATALOG_PATH = Path(__file__).resolve().parents[2] / "data" / "seed_tables.yml"
 
 ROLES = ("reverse_proxy", "access_edge", "web_conferencing_edge", "av_edge")
-NETWORK_PLATFORMS = ("nftables", "iptables", "pfsense")
-HOST_PLATFORMS = ("nftables", "iptables", "windows")
+NETWORK_PLATFORMS = platforms_for("network")
+HOST_PLATFORMS = platforms_for("host")
 SIDES = ("internal", "external")
 # Zones each firewall side sits between (the page's figure 7).
 SIDE_ZONES = {"internal": ("perimeter", "internal"), "external": ("internet", "perimeter")}
@@ -36,12 +39,12 @@ DEFAULT_SITE = "central"
 DEPLOYMENT_VARS = (
     "ocs_topology", "ocs_director", "ocs_next_hop", "ocs_arrays", "ocs_sites",
     "ocs_allow_nonpublic_av_addresses",
-)
+) + extras.DEPLOYMENT_VARS
 HOST_VARS = (
     "ocs_edge_roles", "ocs_site", "ocs_internal_ip", "ocs_external_ip", "ocs_array",
     "ocs_host_firewall", "ocs_firewall_side", "ocs_firewall_platform",
     "ocs_firewall_interfaces", "ocs_management_networks", "ocs_management_ports",
-)
+) + extras.HOST_VARS
 ALL_VARS = DEPLOYMENT_VARS + HOST_VARS
 
 # Names end up in rule ids, comments, nft/iptables/pfSense text: keep them plain.
@@ -295,8 +298,8 @@ def _firewalls(hostvars, chk):
             continue
         platform = _host_value(hv, "ocs_firewall_platform", "nftables")
         if platform not in NETWORK_PLATFORMS:
-            hint = " (Windows Firewall is a host firewall: set ocs_host_firewall on the server)" \
-                if platform == "windows" else ""
+            hint = " (%s is a host firewall: set ocs_host_firewall on the server)" % PLATFORMS[platform].title \
+                if platform in HOST_PLATFORMS else ""
             chk.fail(where, "ocs_firewall_platform", "%r is not one of %s%s" % (platform, ", ".join(NETWORK_PLATFORMS), hint))
             continue
         interfaces = _interfaces(hv.get("ocs_firewall_interfaces"), side, platform, where, chk)
@@ -315,9 +318,10 @@ def _firewalls(hostvars, chk):
 def _interfaces(value, side, platform, where, chk):
     zones = SIDE_ZONES[side]
     if value is None:
-        if platform == "pfsense":
-            chk.fail(where, "ocs_firewall_interfaces", "is required on pfSense (rules are bound to the "
-                     "interface a packet enters by): give %s" % ", ".join("%s: <if>" % z for z in zones))
+        if PLATFORMS[platform].interfaces_required:
+            chk.fail(where, "ocs_firewall_interfaces", "is required on %s (rules are bound to the "
+                     "interface a packet enters by): give %s" % (PLATFORMS[platform].title,
+                                                                  ", ".join("%s: <if>" % z for z in zones)))
         return {}
     if not isinstance(value, dict):
         chk.fail(where, "ocs_firewall_interfaces", "must be a dict zone -> interface name")
@@ -331,7 +335,7 @@ def _interfaces(value, side, platform, where, chk):
         if chk.name(ifname, where, "ocs_firewall_interfaces.%s" % zone, _IFNAME):
             out[zone] = ifname
     missing = [z for z in zones if z not in out]
-    if missing and (platform == "pfsense" or out):
+    if missing and (PLATFORMS[platform].interfaces_required or out):
         chk.fail(where, "ocs_firewall_interfaces", "names no interface for zone(s) %s" % ", ".join(missing))
     return out
 
@@ -341,7 +345,7 @@ def _management(hv, platform, where, chk):
     ports = _host_value(hv, "ocs_management_ports", [22])
     sources = []
     if nets is None or nets == []:
-        if platform in ("nftables", "iptables"):
+        if PLATFORMS[platform].management_required:
             chk.fail(where, "ocs_management_networks", "is required and must not be empty: the rule set "
                      "must keep the management connection (Ansible/SSH) open")
     elif not isinstance(nets, (list, tuple)):
@@ -419,8 +423,10 @@ def _pfrule(rule, src, dst, chain):
         "src_zone": "perimeter" if local_first else remote_zone,
         "dst_zone": remote_zone if local_first else "perimeter",
         "chain": chain,
-        "comment": "ocs %s table %d figure %d %s %s" % (
+        # extra rules and the page's opt-in notes bring their own comment (plugin_utils/extras.py)
+        "comment": rule.get("comment") or "ocs %s table %d figure %d %s %s" % (
             rule["id"], rule["table"], rule["figure"], rule["server_role"], rule["service"]),
+        **{k: True for k in ("extra", "note") if rule.get(k)},
     }
 
 
@@ -510,6 +516,10 @@ def build_policy(hostvars):
     rules = _expand(topology, site_kinds, servers, arrays, director, next_hop, chk, warnings)
     if chk.errors:
         raise PolicyError(chk.errors)
+    rules = extras.extend_rules(rules, hostvars, dict(dep, ocs_topology=topology), servers, director,
+                                site_kinds, chk, warnings)
+    if chk.errors:
+        raise PolicyError(chk.errors)
 
     fw_out = {}
     for name, fw in sorted(firewalls.items()):
@@ -556,6 +566,7 @@ def build_policy(hostvars):
             "next_hop": next_hop,
             "sites": dict(sorted(site_kinds.items())),
             "arrays": {n: dict(a) for n, a in sorted(arrays.items())},
+            **extras.deployment_summary(dep, director),
         },
         "rules": public_rules,
         "firewalls": fw_out,

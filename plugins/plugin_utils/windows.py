@@ -2,21 +2,25 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Windows Firewall backend, controller side: FIREWALL -> win_firewall_rule parameters, and the plan.
 
-Two pure functions, exposed as filters (plugins/filter/windows_firewall.py):
+The controller-side steps of the backend contract (docs/backend-contract.md), exposed as
+filters (plugins/filter/windows_firewall.py); the role ocs.edge_firewall.windows reads the host
+(read_live) and applies the plan (apply):
 
-* ``firewall_rules(firewall)``: a host FIREWALL dict (docs/policy-model.md, ``mode: host``,
+* ``desired(firewall)``: a host FIREWALL dict (docs/policy-model.md, ``mode: host``,
   ``platform: windows``) -> the list of parameter dicts for
   ``community.windows.win_firewall_rule``, one per packet-filter rule, seen from the host:
   chain ``input`` (the remote party initiates) -> ``direction: in``, local = ``dst``/``dport``,
   remote = ``src``/``sport``; chain ``output`` (this host initiates) -> ``direction: out``,
   local = ``src``/``sport``, remote = ``dst``/``dport``.
-* ``plan(desired, current)``: the desired parameter dicts + the rules Windows reports for the
+* ``compare(desired, current)``: the desired parameter dicts + the rules Windows reports for the
   collection's group -> what to create, update and remove. Values are compared by meaning,
   after normalising every form Windows reports them in (COM ``HNetCfg.FwPolicy2`` as read by the
   role, which is also what win_firewall_rule compares, and the NetSecurity
-  ``Get-NetFirewallRule`` form), so that a re-run against an unchanged host plans nothing.
+  ``Get-NetFirewallRule`` form), so that a re-run against an unchanged host plans nothing. The
+  plan carries the contract's result shape too (created / updated / removed rule ids,
+  warnings, diff).
 
-Nothing here talks to Windows; the role (roles/windows_firewall) does one read and then only the
+Nothing here talks to Windows; the role (roles/windows) does one read and then only the
 module calls the plan asks for.
 """
 from __future__ import annotations
@@ -24,6 +28,8 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
+
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.rules import FirewallError, parse_firewall
 
 DEFAULT_GROUP = "OCS 2007 Edge (ocs.edge_firewall)"
 DEFAULT_PREFIX = "OCS edge"
@@ -42,7 +48,7 @@ _PORT = re.compile(r"^[0-9]{1,5}(-[0-9]{1,5})?$")
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._()/-]*$")
 
 
-class WindowsFirewallError(ValueError):
+class WindowsFirewallError(FirewallError):
     """Input problem; the message names the host and what is wrong."""
 
 
@@ -71,105 +77,85 @@ def _profiles_param(profiles, where):
     return [p for p in PROFILES if p in out]
 
 
-def _ports_param(ports, where, what):
+def _ports_param(ports):
+    """Parsed ports -> win_firewall_rule's text ("any", "5061", "50000-59999,3478")."""
     if ports is None:
         return "any"
-    if not isinstance(ports, (list, tuple)) or not ports:
-        raise WindowsFirewallError("%s: %s: must be null (any) or a non-empty list of ports, got %r" % (where, what, ports))
-    out = []
-    for p in ports:
-        p = str(p).strip()
-        if not _PORT.match(p) or any(not 0 < int(x) < 65536 for x in p.split("-")):
-            raise WindowsFirewallError("%s: %s: %r is not a port or a port range N-M" % (where, what, p))
-        out.append(p)
-    return ",".join(out)
+    return ",".join("%d" % lo if lo == hi else "%d-%d" % (lo, hi) for lo, hi in ports)
 
 
-def _addresses_param(addresses, where, what, required):
-    if addresses is None:
+def _addresses_param(nets, where, what, required):
+    """Parsed networks -> win_firewall_rule's text (hosts as plain addresses, networks as CIDR)."""
+    if nets is None:
         if required:
             raise WindowsFirewallError(
                 "%s: %s: the host's own address is missing (null means any); a host firewall rule must be "
                 "bound to the server's ocs_internal_ip / ocs_external_ip" % (where, what))
         return "any"
-    if not isinstance(addresses, (list, tuple)) or not addresses:
-        raise WindowsFirewallError(
-            "%s: %s: is empty; the server needs an address here (ocs_internal_ip / ocs_external_ip, or the "
-            "Director / next hop for remote addresses)" % (where, what))
-    out = []
-    for a in addresses:
-        try:
-            out.append(str(ipaddress.ip_network(str(a).strip(), strict=False)) if "/" in str(a)
-                       else str(ipaddress.ip_address(str(a).strip())))
-        except ValueError:
-            raise WindowsFirewallError("%s: %s: %r is not an IP address or network" % (where, what, a)) from None
-    return ",".join(out)
+    return ",".join(str(n.network_address) if n.prefixlen == n.max_prefixlen else str(n) for n in nets)
 
 
 def _description(rule, group):
-    side = "external" if "internet" in (rule.get("src_zone"), rule.get("dst_zone")) else "internal"
+    side = "external" if "internet" in (rule.src_zone, rule.dst_zone) else "internal"
+    extra = rule.extra
     return ("OCS 2007 edge, seed table %s figure %s: %s %s, %s firewall %s (%s). "
             "Managed by ocs.edge_firewall in group '%s'; manual changes are reverted."
-            % (rule.get("table"), rule.get("figure"), rule.get("server_role"), rule.get("service"),
-               side, rule.get("direction"), rule.get("id"), group))
+            % (extra.get("table"), extra.get("figure"), extra.get("server_role"), extra.get("service"),
+               side, extra.get("direction"), rule.id, group))
 
 
-def firewall_rules(firewall, name="host", group=DEFAULT_GROUP, profiles=PROFILES, prefix=DEFAULT_PREFIX):
-    """FIREWALL (host mode) -> list of win_firewall_rule parameter dicts (state present)."""
-    where = "host %s" % name
-    if not isinstance(firewall, Mapping):
-        raise WindowsFirewallError("%s: ocs_firewall: must be the host's FIREWALL dict (docs/policy-model.md), got %s"
-                                   % (where, type(firewall).__name__))
-    if firewall.get("platform", "windows") != "windows" or firewall.get("mode", "host") != "host":
-        raise WindowsFirewallError("%s: ocs_firewall: platform %r mode %r; the Windows backend takes only "
-                                   "host firewalls of platform windows (ocs_host_firewall: windows)"
-                                   % (where, firewall.get("platform"), firewall.get("mode")))
+def _settings(group, prefix, profiles, where):
+    """The role's variables -> the profile list (validated)."""
     if not group or not isinstance(group, str):
         raise WindowsFirewallError("%s: ocs_windows_firewall_group: must be a non-empty string" % where)
-    if prefix and not _NAME_OK.match(prefix):
+    if prefix and not _NAME_OK.fullmatch(prefix):
         raise WindowsFirewallError("%s: ocs_windows_firewall_rule_prefix: %r has characters a rule name "
                                    "should not have" % (where, prefix))
-    profile_list = _profiles_param(profiles, where)
-    rules = firewall.get("rules")
-    if not isinstance(rules, (list, tuple)):
-        raise WindowsFirewallError("%s: ocs_firewall.rules: must be a list" % where)
-    out, seen = [], {}
-    for rule in rules:
-        rid = str(rule.get("id") or "")
-        rwhere = "%s: rule %s" % (where, rid or "(no id)")
-        if not rid or not _NAME_OK.match(rid):
-            raise WindowsFirewallError("%s: id: must be a non-empty rule id like central-t20-f14-out" % rwhere)
-        chain = rule.get("chain")
-        if chain == "input":
-            direction, local, remote, lport, rport = "in", "dst", "src", "dport", "sport"
-        elif chain == "output":
-            direction, local, remote, lport, rport = "out", "src", "dst", "sport", "dport"
-        else:
-            raise WindowsFirewallError("%s: chain: %r; host firewall rules have chain input or output" % (rwhere, chain))
-        protocol = rule.get("protocol")
-        if protocol not in ("tcp", "udp"):
-            raise WindowsFirewallError("%s: protocol: %r is not tcp or udp" % (rwhere, protocol))
-        rname = rule_name(rid, prefix)
-        if rname.casefold() in seen:
-            raise WindowsFirewallError("%s: two rules would get the Windows name %r" % (rwhere, rname))
-        seen[rname.casefold()] = True
-        out.append({
-            "name": rname,
-            "group": group,
-            "description": _description(rule, group),
-            "direction": direction,
-            "action": "allow",
-            "enabled": True,
-            "protocol": protocol,
-            "localip": _addresses_param(rule.get(local), rwhere, "local address (%s)" % local, required=True),
-            "localport": _ports_param(rule.get(lport), rwhere, "local port (%s)" % lport),
-            "remoteip": _addresses_param(rule.get(remote), rwhere, "remote address (%s)" % remote, required=False),
-            "remoteport": _ports_param(rule.get(rport), rwhere, "remote port (%s)" % rport),
-            "profiles": list(profile_list),
-            "program": "any",
-            "service": "any",
-            "state": "present",
-        })
+    return _profiles_param(profiles, where)
+
+
+def _rule_params(rule, group, profiles, prefix, where):
+    """One parsed host rule -> the win_firewall_rule parameter dict, seen from the host."""
+    rwhere = "%s: rule %s" % (where, rule.id)
+    if rule.chain == "input":      # the remote party initiates
+        direction, local, remote, lport, rport = "in", "dst", "src", "dport", "sport"
+    else:                          # output: this host initiates
+        direction, local, remote, lport, rport = "out", "src", "dst", "sport", "dport"
+    return {
+        "name": rule_name(rule.id, prefix),
+        "group": group,
+        "description": _description(rule, group),
+        "direction": direction,
+        "action": "allow",
+        "enabled": True,
+        "protocol": rule.protocol,
+        "localip": _addresses_param(getattr(rule, local), rwhere, "local address (%s)" % local, required=True),
+        "localport": _ports_param(getattr(rule, lport)),
+        "remoteip": _addresses_param(getattr(rule, remote), rwhere, "remote address (%s)" % remote, required=False),
+        "remoteport": _ports_param(getattr(rule, rport)),
+        "profiles": list(profiles),
+        "program": "any",
+        "service": "any",
+        "state": "present",
+    }
+
+
+def desired(firewall, name="host", group=DEFAULT_GROUP, profiles=PROFILES, prefix=DEFAULT_PREFIX):
+    """FIREWALL (host mode, platform windows) -> list of win_firewall_rule parameter dicts."""
+    where = "host %s" % name
+    profile_list = _settings(group, prefix, profiles, where)
+    try:
+        fw = parse_firewall(firewall, name, "windows")
+    except FirewallError as exc:
+        raise WindowsFirewallError(str(exc)) from None
+    out, seen = [], set()
+    for rule in fw.rules:
+        params = _rule_params(rule, group, profile_list, prefix, where)
+        if params["name"].casefold() in seen:
+            raise WindowsFirewallError("%s: rule %s: two rules would get the Windows name %r"
+                                       % (where, rule.id, params["name"]))
+        seen.add(params["name"].casefold())
+        out.append(params)
     return out
 
 
@@ -406,7 +392,106 @@ def _show(value):
 # --------------------------------------------------------------------------- plan
 
 
-def plan(desired, current, group=DEFAULT_GROUP, name="host"):
+def _wanted(desired_rules, group, where):
+    """Desired parameter dicts -> {casefolded name: (params, normalised)}."""
+    if not isinstance(desired_rules, (list, tuple)):
+        raise WindowsFirewallError("%s: desired rules must be a list (the windows_firewall_rules result)" % where)
+    want = {}
+    for params in desired_rules:
+        n = normalise(params)
+        if n["group"].casefold() != group.casefold():
+            raise WindowsFirewallError("%s: desired rule %s is in group %r, not %r" % (where, n["name"], n["group"], group))
+        if n["name"].casefold() in want:
+            raise WindowsFirewallError("%s: two desired rules are named %r" % (where, n["name"]))
+        want[n["name"].casefold()] = (params, n)
+    return want
+
+
+def _current(current, group, where):
+    """What Windows reports -> ({casefolded name: [normalised rules of our group]}, [others])."""
+    if current is None:
+        current = []
+    if isinstance(current, Mapping) and "rules" in current:
+        current = current["rules"]
+    if not isinstance(current, (list, tuple)):
+        raise WindowsFirewallError("%s: current rules (the reader's result.rules, or ocs_windows_firewall_current_rules): "
+                                   "must be a list of rules, got %s" % (where, type(current).__name__))
+    # Windows, PowerShell's -eq and win_firewall_rule compare names and groups case-insensitively.
+    mine, outside = {}, []
+    for rule in current:
+        if rule is None:          # a null entry from a PowerShell reader means "no rule"
+            continue
+        n = normalise(rule)
+        if n["group"].casefold() == group.casefold():
+            mine.setdefault(n["name"].casefold(), []).append(n)
+        else:
+            outside.append(n)
+    return mine, outside
+
+
+def _refuse_clashes(touched, outside, group, where):
+    clashes = sorted({(o["name"], o["group"]) for o in outside if o["name"].casefold() in touched})
+    if clashes:
+        raise WindowsFirewallError(
+            "%s: Windows Firewall rule(s) outside group %r have the name of a rule this collection manages: %s. "
+            "win_firewall_rule finds rules by name, so changing ours would change them too; nothing was changed. "
+            "Rename those rules, or set ocs_windows_firewall_rule_prefix to another prefix."
+            % (where, group, ", ".join("%r (group %r)" % c for c in clashes)))
+
+
+def _plan_rule(params, n, have, result):
+    """Add what one desired rule needs (create, update, recreate or nothing) to the plan."""
+    rname = n["name"]
+    if not have:
+        result["to_create"].append(dict(params))
+        result["changes"].append({"name": rname, "action": "create",
+                                  "fields": {f: {"before": None, "after": _show(n[f])} for f in COMPARED}})
+        return
+    diffs = {}
+    for h in have:
+        for f in COMPARED:
+            if not _same(f, h[f], n[f]) and f not in diffs:
+                diffs[f] = {"before": _show(h[f]), "after": _show(n[f])}
+    if len(have) > 1 or any(f in diffs for f in RECREATE_ON):
+        result["to_remove"].append({"name": rname, "state": "absent"})
+        result["to_create"].append(dict(params))
+        if len(have) > 1:
+            diffs["count"] = {"before": len(have), "after": 1}
+        result["changes"].append({"name": rname, "action": "recreate", "fields": diffs})
+    elif diffs:
+        result["to_update"].append(dict(params))
+        result["changes"].append({"name": rname, "action": "update", "fields": diffs})
+    else:
+        result["unchanged"].append(rname)
+
+
+def _rule_id(rname, prefix):
+    """The policy rule id of a rule name made by rule_name(); rule:<name> for any other name."""
+    head = "%s " % prefix if prefix else ""
+    return rname[len(head):] if head and rname.startswith(head) else ("rule:%s" % rname if head else rname)
+
+
+def render(rules):
+    """Normalised rules -> canonical text, one line per rule (for --diff)."""
+    return "".join("%s: %s\n" % (r["name"], " ".join("%s=%s" % (f, _show(r[f])) for f in COMPARED))
+                   for r in sorted(rules, key=lambda r: r["name"].casefold()))
+
+
+def _contract_shape(result, want, mine, prefix):
+    """The result shape every backend returns: created / updated / removed ids, warnings, diff."""
+    ids = {"create": "created", "update": "updated", "recreate": "updated", "remove": "removed"}
+    for key in ids.values():
+        result[key] = []
+    for change in result["changes"]:
+        result[ids[change["action"]]].append(_rule_id(change["name"], prefix))
+    result["warnings"] = []
+    if result["changed"]:
+        result["diff"] = [{"before_header": "live rule group", "after_header": "desired rule group",
+                           "before": render([r for rs in mine.values() for r in rs]),
+                           "after": render([n for _p, n in want.values()])}]
+
+
+def compare(desired_rules, current, group=DEFAULT_GROUP, name="host", prefix=DEFAULT_PREFIX):
     """Desired win_firewall_rule parameter dicts + current rules -> the changes to make.
 
     ``current`` is what Windows reports: the rules of ``group``, plus any rule outside the group
@@ -420,76 +505,20 @@ def plan(desired, current, group=DEFAULT_GROUP, name="host"):
       unchanged: names already right
       changes:   [{name, action: create|update|recreate|remove, fields: {field: {before, after}}}]
       changed:   bool
+      created, updated, removed, warnings, diff: the contract's result shape (rule ids)
     """
     where = "host %s" % name
-    if not isinstance(desired, (list, tuple)):
-        raise WindowsFirewallError("%s: desired rules must be a list (the windows_firewall_rules result)" % where)
-    if current is None:
-        current = []
-    if isinstance(current, Mapping) and "rules" in current:
-        current = current["rules"]
-    if not isinstance(current, (list, tuple)):
-        raise WindowsFirewallError("%s: current rules (the reader's result.rules, or ocs_windows_firewall_current_rules): "
-                                   "must be a list of rules, got %s" % (where, type(current).__name__))
-    want = {}
-    for params in desired:
-        n = normalise(params)
-        if n["group"].casefold() != group.casefold():
-            raise WindowsFirewallError("%s: desired rule %s is in group %r, not %r" % (where, n["name"], n["group"], group))
-        if n["name"].casefold() in want:
-            raise WindowsFirewallError("%s: two desired rules are named %r" % (where, n["name"]))
-        want[n["name"].casefold()] = (params, n)
-
-    # Windows, PowerShell's -eq and win_firewall_rule compare names and groups case-insensitively.
-    mine, outside = {}, []
-    for rule in current:
-        if rule is None:          # a null entry from a PowerShell reader means "no rule"
-            continue
-        n = normalise(rule)
-        if n["group"].casefold() == group.casefold():
-            mine.setdefault(n["name"].casefold(), []).append(n)
-        else:
-            outside.append(n)
-
-    touched = set(want) | set(mine)
-    clashes = sorted({(o["name"], o["group"]) for o in outside if o["name"].casefold() in touched})
-    if clashes:
-        raise WindowsFirewallError(
-            "%s: Windows Firewall rule(s) outside group %r have the name of a rule this collection manages: %s. "
-            "win_firewall_rule finds rules by name, so changing ours would change them too; nothing was changed. "
-            "Rename those rules, or set ocs_windows_firewall_rule_prefix to another prefix."
-            % (where, group, ", ".join("%r (group %r)" % c for c in clashes)))
-
+    want = _wanted(desired_rules, group, where)
+    mine, outside = _current(current, group, where)
+    _refuse_clashes(set(want) | set(mine), outside, group, where)
     result = {"to_create": [], "to_update": [], "to_remove": [], "unchanged": [], "changes": []}
     for key, (params, n) in want.items():
-        rname = n["name"]
-        have = mine.get(key)
-        if not have:
-            result["to_create"].append(dict(params))
-            result["changes"].append({"name": rname, "action": "create",
-                                      "fields": {f: {"before": None, "after": _show(n[f])} for f in COMPARED}})
-            continue
-        diffs = {}
-        for h in have:
-            for f in COMPARED:
-                if not _same(f, h[f], n[f]) and f not in diffs:
-                    diffs[f] = {"before": _show(h[f]), "after": _show(n[f])}
-        if len(have) > 1 or any(f in diffs for f in RECREATE_ON):
-            result["to_remove"].append({"name": rname, "state": "absent"})
-            result["to_create"].append(dict(params))
-            if len(have) > 1:
-                diffs["count"] = {"before": len(have), "after": 1}
-            result["changes"].append({"name": rname, "action": "recreate", "fields": diffs})
-        elif diffs:
-            result["to_update"].append(dict(params))
-            result["changes"].append({"name": rname, "action": "update", "fields": diffs})
-        else:
-            result["unchanged"].append(rname)
+        _plan_rule(params, n, mine.get(key), result)
     for key in sorted(set(mine) - set(want)):
         h = mine[key][0]
-        rname = h["name"]
-        result["to_remove"].append({"name": rname, "state": "absent"})
-        result["changes"].append({"name": rname, "action": "remove",
+        result["to_remove"].append({"name": h["name"], "state": "absent"})
+        result["changes"].append({"name": h["name"], "action": "remove",
                                   "fields": {f: {"before": _show(h[f]), "after": None} for f in COMPARED}})
     result["changed"] = bool(result["to_create"] or result["to_update"] or result["to_remove"])
+    _contract_shape(result, want, mine, prefix)
     return result

@@ -7,7 +7,7 @@ from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.drift import (
     report_junit,
     report_markdown,
 )
-from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.windows import plan as windows_plan
+from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.windows import compare as windows_plan
 
 IN_SYNC = {"platform": "nftables", "state": "checked",
            "result": {"changed": False, "created": [], "updated": [], "removed": [], "diff": {"before": "a\n", "after": "a\n"}}}
@@ -69,8 +69,12 @@ def test_windows_plan_becomes_the_common_shape():
                 "state": "present"}]
     current = [dict(desired[0], localport="5062", Grouping="G")]
     plan = windows_plan(desired, current, group="G", name="ae1")
-    rep = build_report({"ae1": {"platform": "windows", "state": "checked", "result": plan}}, ["ae1"])
+    old = {k: v for k, v in plan.items() if k not in ("created", "updated", "removed", "diff", "warnings")}
+    rep = build_report({"ae1": {"platform": "windows", "state": "checked", "result": old}}, ["ae1"])
     entry = rep["firewalls"][0]
     assert entry["status"] == "drifted" and entry["updated"] == ["OCS edge central-t18-f5-in"]
     assert "-OCS edge central-t18-f5-in: localport=5062" in entry["diff"]
     assert "+OCS edge central-t18-f5-in: localport=5061" in entry["diff"]
+    # the contract's shape (what the role reports now) is taken as it is: ids
+    rep = build_report({"ae1": {"platform": "windows", "state": "checked", "result": plan}}, ["ae1"])
+    assert rep["firewalls"][0]["updated"] == plan["updated"] and rep["firewalls"][0]["status"] == "drifted"

@@ -32,7 +32,7 @@ def test_applied_state_reads_back_equal_and_byte_identical(case, capture_name):
     want = desired(case)
     text = capture(capture_name)
     live = I.parse_save(text)
-    assert I.compare(want, live) == {"created": [], "removed": [], "updated": [], "changed": False}
+    assert I.compare(want, live).as_dict() == {"created": [], "removed": [], "updated": []}
     # iptables-save prints exactly what was rendered: the owned lines of the capture are the render
     rendered = [l for l in I.render_rules(want).splitlines() if l not in ("*filter", "COMMIT")]
     owned = [l for l in text.splitlines() if l in rendered]
@@ -56,10 +56,10 @@ def test_nothing_owned_means_everything_created():
     live = I.parse_save(text)
     assert live == {"chains": {}, "jumps": {}}
     result = I.compare(want, live)
-    assert result["changed"] and result["removed"] == [] and result["updated"] == []
-    assert "chain OCS-EDGE-FWD" in result["created"] and "chain OCS-EDGE-IN" in result["created"]
-    assert len([c for c in result["created"] if not c.startswith("chain ")]) == \
-        sum(len(r) for r in want["chains"].values()) + len(want["jumps"])
+    assert result.changed and result.removed == [] and result.updated == []
+    assert result.created[:2] == ["chain:OCS-EDGE-FWD", "chain:OCS-EDGE-IN"]
+    assert result.created[-2:] == ["jump:INPUT", "jump:FORWARD"]
+    assert set(result.created[2:-2]) == {r["id"] for rs in want["chains"].values() for r in rs}
 
 
 def test_handtyped_equivalent_forms_compare_equal():
@@ -68,26 +68,16 @@ def test_handtyped_equivalent_forms_compare_equal():
     text = capture("lab_network.handtyped.save")
     assert "-m state --state RELATED,ESTABLISHED" in text and "-m multiport --dports 5061 " in text
     result = I.compare(desired("lab_network"), I.parse_save(text))
-    assert result == {"created": [], "removed": [], "updated": [], "changed": False}
+    assert result.as_dict() == {"created": [], "removed": [], "updated": []}
 
 
 def test_real_drift_is_reported_rule_by_rule():
     result = I.compare(desired("lab_network"), I.parse_save(capture("lab_network.drift.save")))
-    c18 = '-m comment --comment "ocs central-t18-f5-in table 18 figure 5 access_edge SIP/MTLS" -j ACCEPT'
-    c14 = '-m comment --comment "ocs central-t20-f14-out table 20 figure 14 av_edge STUN/UDP" -j ACCEPT'
-    assert result["removed"] == [
-        "OCS-EDGE-FWD: -s 198.51.100.9/32 -p tcp -m tcp --dport 23 -j ACCEPT",
-        "OCS-EDGE-FWD: -s 172.16.1.31/32 -d 10.10.1.10/32 -i eth1 -o eth0 -p tcp -m tcp --dport 5062 " + c18,
-        "OCS-EDGE-FWD: -d 172.16.1.53/32 -i eth0 -o eth1 -p udp -m udp --dport 3478 " + c14,
-        "INPUT: -j OCS-EDGE-IN (jump at position 4)",
-    ]
-    assert result["created"] == [
-        "OCS-EDGE-FWD: -s 172.16.1.31/32 -d 10.10.1.10/32 -i eth1 -o eth0 -p tcp -m tcp --dport 5061 " + c18,
-        "OCS-EDGE-FWD: -d 172.16.1.52/32 -i eth0 -o eth1 -p udp -m udp --dport 3478 " + c14,
-        'OCS-EDGE-FWD: -s 172.16.1.5/32 -i eth1 -o eth0 -p tcp -m comment --comment '
-        '"ocs lab rule: any TCP from the reverse proxy" -j ACCEPT',
-    ]
-    assert result["updated"] == ["jump FORWARD -> OCS-EDGE-FWD moved from position 3 to 1"]
+    # a port changed (t18-f5-in), an address changed (t20-f14-out), a rule deleted (lab-any-tcp),
+    # a rule added by hand, a second jump to OCS-EDGE-IN, the FORWARD jump moved to position 3
+    assert result.removed == ["rule:OCS-EDGE-FWD: -s 198.51.100.9/32 -p tcp -m tcp --dport 23 -j ACCEPT"]
+    assert result.created == ["lab-any-tcp"]
+    assert result.updated == ["central-t18-f5-in", "central-t20-f14-out", "jump:INPUT", "jump:FORWARD"]
 
 
 def test_transaction_names_only_owned_chains_and_jumps():
@@ -118,8 +108,7 @@ def test_stale_owned_chain_is_deleted_after_its_jump():
     live = I.parse_save(capture("lab_host.live.save"))
     want = desired("lab_network")
     result = I.compare(want, live)
-    assert "chain OCS-EDGE-OUT" in result["removed"]
-    assert any(r.startswith("OUTPUT: ") for r in result["removed"])
+    assert "chain:OCS-EDGE-OUT" in result.removed and "jump:OUTPUT" in result.removed
     lines = I.render_transaction(want, live).splitlines()
     assert lines.index("-X OCS-EDGE-OUT") > max(i for i, l in enumerate(lines) if l.startswith("-D OUTPUT "))
     assert lines.index("-F OCS-EDGE-OUT") < lines.index("-X OCS-EDGE-OUT")

@@ -12,6 +12,7 @@ import copy
 import pytest
 
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import iptables as I
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.rules import FirewallError
 import golden_helper
 from golden_helper import GOLDEN_ROOT, HEADER, check_golden, golden_cases
 
@@ -133,7 +134,7 @@ ERRORS = [
     (lambda f: f["rules"][2].update(comment="x" * 256), "comment is 256 bytes, iptables allows at most 255"),
     (lambda f: f["rules"][2].update(comment=None), "every rule needs a comment"),
     (lambda f: f.update(interfaces={"perimeter": "eth1-much-too-long", "internal": "eth0"}),
-     "interfaces.perimeter: interface 'eth1-much-too-long' is not a valid Linux interface name"),
+     "interfaces.perimeter: interface 'eth1-much-too-long' is not a valid iptables interface name"),
     (lambda f: f.update(platform="nftables"), "platform is 'nftables'; this module only enforces iptables firewalls"),
     (lambda f: f.update(mode="bridge"), "'bridge' is not network or host"),
 ]
@@ -143,7 +144,7 @@ ERRORS = [
 def test_validation_errors_name_firewall_and_parameter(mutate, message):
     fw = copy.deepcopy(hand_written("lab_network"))
     mutate(fw)
-    with pytest.raises(I.IptError) as err:
+    with pytest.raises(FirewallError) as err:
         I.desired_state(fw, "t")
     assert message in str(err.value)
 
@@ -179,12 +180,12 @@ def test_persist_merge_keeps_foreign_content_and_is_idempotent():
     assert filt[8].endswith("-j OCS-EDGE-FWD") and filt[9] == "-A INPUT -j ADMIN"
     assert filt[-1] == "COMMIT"
     # the persisted owned state is the applied one
-    assert I.compare(state, I.parse_save(merged))["changed"] is False
+    assert I.compare(state, I.parse_save(merged)).changed is False
     # a different rule set replaces the owned section, not appends to it
     other = I.desired_state(hand_written("lab_host"), "rp1")
     remerged = I.merge_persist(merged, other)
     assert I.strip_persist(remerged) == FOREIGN_FILE
-    assert I.compare(other, I.parse_save(remerged))["changed"] is False
+    assert I.compare(other, I.parse_save(remerged)).changed is False
 
 
 def test_persist_new_file():

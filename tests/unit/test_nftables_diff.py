@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import nftables as N
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.backend import unified
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "nftables"
 
@@ -31,7 +32,7 @@ def test_live_json_of_rendered_script_compares_equal(case):
     desired, doc = load(case)
     live = N.parse_live(doc)
     result = N.compare(desired, live)
-    assert result == {"created": [], "removed": [], "updated": [], "changed": False}
+    assert result.as_dict() == {"created": [], "removed": [], "updated": []} and not result.changed
     # and the canonical listings agree line for line
     assert N.render_listing(live) == N.render_listing(desired)
 
@@ -40,10 +41,10 @@ def test_absent_table_means_everything_created():
     desired, doc = load("lab_network")
     assert N.parse_live({"nftables": [o for o in doc["nftables"] if "metainfo" in o]}) is None
     result = N.compare(desired, None)
-    assert result["changed"] and result["updated"] == ["table inet created"]
-    assert result["created"][0].startswith("chain input (type filter hook input priority filter; policy drop)")
-    assert len([c for c in result["created"] if not c.startswith("chain ")]) == sum(
-        len(c["rules"]) for c in desired["chains"].values())
+    assert result.changed and result.updated == [] and result.removed == []
+    assert result.created[:3] == ["table:inet ocs_edge", "chain:input", "chain:forward"]
+    assert set(result.created[3:]) == {r["id"] for c in desired["chains"].values() for r in c["rules"]}
+    assert "central-t20-f14-out" in result.created and "base:mgmt" in result.created
 
 
 def test_other_tables_in_the_document_are_ignored():
@@ -53,7 +54,7 @@ def test_other_tables_in_the_document_are_ignored():
     doc["nftables"].append({"chain": {"family": "ip", "table": "ocs_edge", "name": "x", "handle": 1}})
     doc["nftables"].append({"rule": {"family": "inet", "table": "f2b", "chain": "input", "handle": 3,
                                      "expr": [{"drop": None}]}})
-    assert not N.compare(desired, N.parse_live(doc))["changed"]
+    assert not N.compare(desired, N.parse_live(doc)).changed
 
 
 def test_rule_added_by_hand_is_removed():
@@ -64,9 +65,9 @@ def test_rule_added_by_hand_is_removed():
                                                          "right": 23}}, {"counter": {"packets": 5, "bytes": 300}},
                                               {"accept": None}]}})
     result = N.compare(desired, N.parse_live(doc))
-    assert result["changed"]
-    assert result["removed"] == ["forward: tcp dport 23 counter accept"]
-    assert result["created"] == [] and result["updated"] == []
+    assert result.changed
+    assert result.removed == ["rule:forward: tcp dport 23 counter accept"]
+    assert result.created == [] and result.updated == []
 
 
 def test_rule_deleted_by_hand_is_created():
@@ -75,23 +76,19 @@ def test_rule_deleted_by_hand_is_created():
     victim = rule_obj(doc, "t20-f14-out")
     doc["nftables"] = [o for o in doc["nftables"] if o.get("rule") is not victim]
     result = N.compare(desired, N.parse_live(doc))
-    assert result["removed"] == [] and result["updated"] == []
-    assert result["created"] == [
-        'forward: iifname "eth0" oifname "eth1" ip daddr { 172.16.1.50, 172.16.1.51, 172.16.1.52 } udp dport 3478 '
-        'accept comment "ocs central-t20-f14-out table 20 figure 14 av_edge STUN/UDP"']
+    assert result.removed == [] and result.updated == []
+    assert result.created == ["central-t20-f14-out"]
 
 
-def test_port_changed_by_hand_is_one_removed_one_created():
+def test_port_changed_by_hand_is_the_rule_updated():
     desired, doc = load("lab_network")
     doc = copy.deepcopy(doc)
     rule = rule_obj(doc, "t18-f5-in")
     port = [e for e in rule["expr"] if "match" in e and e["match"]["left"].get("payload", {}).get("field") == "dport"][0]
     port["match"]["right"] = 5062
     result = N.compare(desired, N.parse_live(doc))
-    assert [r.split(" accept")[0] for r in result["removed"]] == [
-        'forward: iifname "eth1" oifname "eth0" ip saddr { 172.16.1.31, 172.16.1.32 } ip daddr 10.10.1.10 tcp dport 5062']
-    assert [r.split(" accept")[0] for r in result["created"]] == [
-        'forward: iifname "eth1" oifname "eth0" ip saddr { 172.16.1.31, 172.16.1.32 } ip daddr 10.10.1.10 tcp dport 5061']
+    assert result.as_dict() == {"created": [], "removed": [], "updated": ["central-t18-f5-in"]}
+    assert "tcp dport 5062" in N.render_listing(N.parse_live(doc)) and "tcp dport 5062" not in N.render_listing(desired)
 
 
 def test_address_changed_by_hand_is_detected():
@@ -101,8 +98,7 @@ def test_address_changed_by_hand_is_detected():
     saddr = [e for e in rule["expr"] if "match" in e and e["match"]["left"].get("payload", {}).get("field") == "saddr"][0]
     saddr["match"]["right"] = {"set": ["172.16.1.31", "172.16.1.99"]}
     result = N.compare(desired, N.parse_live(doc))
-    assert len(result["removed"]) == 1 and "172.16.1.99" in result["removed"][0]
-    assert len(result["created"]) == 1 and "172.16.1.32" in result["created"][0]
+    assert result.as_dict() == {"created": [], "removed": [], "updated": ["central-t18-f5-in"]}
 
 
 def test_policy_chain_and_objects_drift():
@@ -114,8 +110,8 @@ def test_policy_chain_and_objects_drift():
     doc["nftables"].append({"chain": {"family": "inet", "table": "ocs_edge", "name": "sneaky", "handle": 50}})
     doc["nftables"].append({"set": {"family": "inet", "table": "ocs_edge", "name": "allow", "type": "ipv4_addr", "handle": 51}})
     result = N.compare(desired, N.parse_live(doc))
-    assert result["updated"] == ["chain forward: policy accept -> drop"]
-    assert result["removed"] == ["chain sneaky (regular chain)", "set allow"]
+    assert result.updated == ["chain:forward"]
+    assert result.removed == ["chain:sneaky", "set:allow"]
 
 
 def test_reorder_is_restored():
@@ -124,8 +120,8 @@ def test_reorder_is_restored():
     idx = [i for i, o in enumerate(doc["nftables"]) if "rule" in o and o["rule"]["chain"] == "forward"]
     doc["nftables"][idx[-1]], doc["nftables"][idx[-2]] = doc["nftables"][idx[-2]], doc["nftables"][idx[-1]]
     result = N.compare(desired, N.parse_live(doc))
-    assert result["created"] == [] and result["removed"] == []
-    assert result["updated"] == ["chain forward: rule order restored"]
+    assert result.created == [] and result.removed == []
+    assert result.updated == ["chain:forward"]
 
 
 @pytest.mark.parametrize("right,equal", [
@@ -141,7 +137,7 @@ def test_addresses_compare_by_meaning(right, equal):
     doc = copy.deepcopy(doc)
     rule = rule_obj(doc, "ocs management", 0)
     rule["expr"][0]["match"]["right"] = right
-    assert N.compare(desired, N.parse_live(doc))["changed"] is (not equal)
+    assert N.compare(desired, N.parse_live(doc)).changed is (not equal)
 
 
 @pytest.mark.parametrize("right,equal", [
@@ -156,7 +152,7 @@ def test_ports_compare_by_meaning(right, equal):
     doc = copy.deepcopy(doc)
     rule = rule_obj(doc, "ocs management", 0)
     rule["expr"][1]["match"]["right"] = right
-    assert N.compare(desired, N.parse_live(doc))["changed"] is (not equal)
+    assert N.compare(desired, N.parse_live(doc)).changed is (not equal)
 
 
 def test_comment_changed_is_detected():
@@ -164,8 +160,9 @@ def test_comment_changed_is_detected():
     doc = copy.deepcopy(doc)
     rule_obj(doc, "t20-f14-out")["comment"] = "hand edited"
     result = N.compare(desired, N.parse_live(doc))
-    assert result["removed"][0].endswith('comment "hand edited"')
-    assert result["created"][0].endswith('comment "ocs central-t20-f14-out table 20 figure 14 av_edge STUN/UDP"')
+    assert result.removed == ['rule:forward: iifname "eth0" oifname "eth1" ip daddr { 172.16.1.50, 172.16.1.51, '
+                              '172.16.1.52 } udp dport 3478 accept comment "hand edited"']
+    assert result.created == ["central-t20-f14-out"]
 
 
 def test_unknown_expression_is_kept_and_reported_not_dropped():
@@ -175,14 +172,14 @@ def test_unknown_expression_is_kept_and_reported_not_dropped():
                                      "expr": [{"match": {"op": "==", "left": {"meta": {"key": "mark"}}, "right": 7}},
                                               {"log": {"prefix": "x "}}, {"jump": {"target": "sneaky"}}]}})
     result = N.compare(desired, N.parse_live(doc))
-    assert result["removed"] == ['input: meta mark 7 log prefix "x " jump sneaky']
+    assert result.removed == ['rule:input: meta mark 7 log prefix "x " jump sneaky']
 
 
 def test_unified_diff_lists_the_changed_rule():
     desired, doc = load("lab_network")
     doc = copy.deepcopy(doc)
     doc["nftables"] = [o for o in doc["nftables"] if o.get("rule") is not rule_obj(doc, "t20-f14-out")]
-    text = N.unified(N.render_listing(N.parse_live(doc)), N.render_listing(desired))
+    text = unified(N.render_listing(N.parse_live(doc)), N.render_listing(desired))
     plus = [l for l in text.splitlines() if l.startswith("+") and not l.startswith("+++")]
     minus = [l for l in text.splitlines() if l.startswith("-") and not l.startswith("---")]
     assert len(plus) == 1 and "t20-f14-out" in plus[0] and minus == []

@@ -7,6 +7,7 @@ review the git diff.
 import pytest
 
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import nftables as N
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.rules import FirewallError
 import golden_helper
 from golden_helper import GOLDEN_ROOT, HEADER, check_golden, golden_cases
 
@@ -110,7 +111,7 @@ def _fw(**rule):
     ({"src": ["10.0.0.5/24"]}, "rules[0] (r1).src[0]: '10.0.0.5/24' is not a valid IP address or network"),
     ({"dport": ["70000"]}, "rules[0] (r1).dport[0]: '70000' is not a port"),
     ({"dport": ["90-80"]}, "rules[0] (r1).dport[0]: '90-80'"),
-    ({"protocol": "icmp"}, "rules[0] (r1).protocol: 'icmp' is not supported by the nftables backend"),
+    ({"protocol": "icmp"}, "rules[0] (r1).protocol: 'icmp' is not supported (tcp or udp)"),
     ({"chain": "input"}, "rules[0] (r1).chain: 'input' is not valid in network mode"),
     ({"comment": "x" * 129}, "comment is 129 bytes, nftables allows at most 128"),
     ({"comment": 'say "hi"'}, "contains a double quote"),
@@ -118,7 +119,7 @@ def _fw(**rule):
     ({"src": ["2001:db8::1"], "dst": ["10.0.0.1"]}, "no IP version in common"),
 ])
 def test_invalid_rules_are_errors_naming_firewall_and_parameter(rule, needle):
-    with pytest.raises(N.NftError) as err:
+    with pytest.raises(FirewallError) as err:
         N.desired_table(_fw(**rule), "fw-int")
     assert "firewall fw-int" in str(err.value)
     assert needle in str(err.value)
@@ -134,7 +135,7 @@ def test_invalid_rules_are_errors_naming_firewall_and_parameter(rule, needle):
 def test_invalid_firewalls_are_errors(change, needle):
     fw = _fw()
     fw.update(change)
-    with pytest.raises(N.NftError) as err:
+    with pytest.raises(FirewallError) as err:
         N.desired_table(fw, "fw-int")
     assert needle in str(err.value) and "fw-int" in str(err.value)
 

@@ -14,7 +14,7 @@ from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.windows import (
     DEFAULT_GROUP,
     PROFILES,
     WindowsFirewallError,
-    firewall_rules,
+    desired as desired_rules,
     norm_action,
     norm_addresses,
     norm_direction,
@@ -23,7 +23,7 @@ from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.windows import (
     norm_profiles,
     norm_protocol,
     normalise,
-    plan,
+    compare,
 )
 
 SHADOW = REPO / "tests" / "fixtures" / "shadow_collections" / "ansible_collections"
@@ -44,7 +44,7 @@ to_com = _shadow().to_com
 @pytest.fixture(scope="module")
 def desired():
     fw = build_policy(example("single_site"))["firewalls"]["ae1"]
-    return firewall_rules(fw, name="ae1")
+    return desired_rules(fw, name="ae1")
 
 
 def com_state(desired):
@@ -131,7 +131,7 @@ def test_three_shapes_normalise_alike(desired):
 
 
 def test_empty_group_creates_everything(desired):
-    result = plan(desired, [])
+    result = compare(desired, [])
     assert result["to_create"] == desired
     assert result["to_update"] == [] and result["to_remove"] == [] and result["unchanged"] == []
     assert [c["action"] for c in result["changes"]] == ["create"] * len(desired)
@@ -146,7 +146,7 @@ def test_exact_match_plans_nothing(desired, shape):
         "netsecurity": json.loads((FIXTURES / "single_site__ae1.netsecurity.json").read_text())["rules"],
         "reader_result": {"group": DEFAULT_GROUP, "total": 400, "rules": com_state(desired)},
     }[shape]
-    result = plan(desired, current)
+    result = compare(desired, current)
     assert result["changed"] is False
     assert result["to_create"] == result["to_update"] == result["to_remove"] == result["changes"] == []
     assert result["unchanged"] == [p["name"] for p in desired]
@@ -159,23 +159,41 @@ def test_reported_forms_and_order_are_not_drift(desired):
     current[1]["Profiles"] = 7
     current[2]["Name"] = current[2]["Name"].upper()          # Windows compares names case-insensitively
     current[3]["Grouping"] = DEFAULT_GROUP.lower()
-    assert plan(desired, current)["changed"] is False
+    assert compare(desired, current)["changed"] is False
 
 
 def test_stale_rule_is_removed(desired):
     current = com_state(desired)
     stale = to_com(dict(desired[0], name="OCS edge central-t99-f1-in", localport="8080"))
-    result = plan(desired, current + [stale])
+    result = compare(desired, current + [stale])
     assert result["to_remove"] == [{"name": "OCS edge central-t99-f1-in", "state": "absent"}]
     assert result["to_create"] == result["to_update"] == []
     assert [(c["name"], c["action"]) for c in result["changes"]] == [("OCS edge central-t99-f1-in", "remove")]
+
+
+def test_result_shape_is_the_backend_contract(desired):
+    """created / updated / removed by rule id (docs/backend-contract.md), warnings, diff."""
+    current = com_state(desired)
+    next(r for r in current if r["Name"] == "OCS edge central-t14-f4-in")["LocalPorts"] = "8443"
+    gone = current.pop(0)
+    current.append(to_com(dict(desired[0], name="OCS edge central-t99-f1-in")))
+    current.append(to_com(dict(desired[0], name="Hand made")))
+    result = compare(desired, current)
+    assert result["created"] == [desired[0]["name"][len("OCS edge "):]] and gone["Name"] == desired[0]["name"]
+    assert result["updated"] == ["central-t14-f4-in"]
+    assert result["removed"] == ["rule:Hand made", "central-t99-f1-in"]
+    assert result["warnings"] == [] and result["changed"] is True
+    diff = result["diff"][0]
+    assert "localport=8443" in diff["before"] and "Hand made" in diff["before"] and "Hand made" not in diff["after"]
+    quiet = compare(desired, com_state(desired))
+    assert (quiet["created"], quiet["updated"], quiet["removed"]) == ([], [], []) and "diff" not in quiet
 
 
 def test_changed_port_is_put_back(desired):
     current = com_state(desired)
     target = next(r for r in current if r["Name"] == "OCS edge central-t14-f4-in")
     target["LocalPorts"] = "8443"
-    result = plan(desired, current)
+    result = compare(desired, current)
     assert result["to_update"] == [p for p in desired if p["name"] == "OCS edge central-t14-f4-in"]
     assert result["to_create"] == result["to_remove"] == []
     assert result["changes"] == [{"name": "OCS edge central-t14-f4-in", "action": "update",
@@ -197,7 +215,7 @@ def test_changed_port_is_put_back(desired):
 def test_each_owned_value_is_put_back(desired, prop, value, field):
     current = com_state(desired)
     current[0][prop] = value
-    result = plan(desired, current)
+    result = compare(desired, current)
     assert [p["name"] for p in result["to_update"]] == [desired[0]["name"]]
     assert list(result["changes"][0]["fields"]) == [field]
 
@@ -205,7 +223,7 @@ def test_each_owned_value_is_put_back(desired, prop, value, field):
 def test_protocol_change_recreates(desired):
     current = com_state(desired)
     current[0]["Protocol"] = 17
-    result = plan(desired, current)
+    result = compare(desired, current)
     assert result["to_remove"] == [{"name": desired[0]["name"], "state": "absent"}]
     assert result["to_create"] == [desired[0]] and result["to_update"] == []
     assert result["changes"][0]["action"] == "recreate"
@@ -213,7 +231,7 @@ def test_protocol_change_recreates(desired):
 
 def test_duplicate_in_group_recreates(desired):
     current = com_state(desired) + [to_com(desired[1])]
-    result = plan(desired, current)
+    result = compare(desired, current)
     assert result["to_remove"] == [{"name": desired[1]["name"], "state": "absent"}]
     assert result["to_create"] == [desired[1]]
     assert result["changes"][0]["fields"] == {"count": {"before": 2, "after": 1}}
@@ -223,7 +241,7 @@ def test_rule_outside_the_group_is_never_touched(desired):
     current = com_state(desired)
     rdp = json.loads((FIXTURES / "single_site__ae1.netsecurity.json").read_text())["rules"][-1]
     other = to_com(dict(desired[0], name="Contoso SIP", group="Contoso"))
-    result = plan(desired, current + [rdp, other])
+    result = compare(desired, current + [rdp, other])
     assert result["changed"] is False
     everything = json.dumps(result)
     assert "Remote Desktop" not in everything and "Contoso" not in everything
@@ -233,7 +251,7 @@ def test_rule_outside_the_group_is_never_touched(desired):
 def test_name_collision_outside_the_group_is_refused(desired, clash):
     current = com_state(desired) + [to_com(dict(desired[0], name=clash, group="Someone else"))]
     with pytest.raises(WindowsFirewallError) as err:
-        plan(desired, current, name="ae1")
+        compare(desired, current, name="ae1")
     msg = str(err.value)
     assert msg.startswith("host ae1: Windows Firewall rule(s) outside group")
     assert "'Someone else'" in msg and "nothing was changed" in msg
@@ -243,31 +261,31 @@ def test_collision_with_a_stale_name_is_refused(desired):
     stale = to_com(dict(desired[0], name="OCS edge old"))
     outside = to_com(dict(desired[0], name="OCS edge old", group="Other"))
     with pytest.raises(WindowsFirewallError):
-        plan(desired, com_state(desired) + [stale, outside])
+        compare(desired, com_state(desired) + [stale, outside])
 
 
 def test_state_absent_removes_the_whole_group_only(desired):
     rdp = json.loads((FIXTURES / "single_site__ae1.netsecurity.json").read_text())["rules"][-1]
-    result = plan([], com_state(desired) + [rdp])
+    result = compare([], com_state(desired) + [rdp])
     assert sorted(r["name"] for r in result["to_remove"]) == sorted(p["name"] for p in desired)
     assert result["to_create"] == result["to_update"] == []
 
 
 def test_bad_current_state_is_reported():
     with pytest.raises(WindowsFirewallError, match="ocs_windows_firewall_current_rules\\): must be a list"):
-        plan([], "nope", name="ae1")
+        compare([], "nope", name="ae1")
     with pytest.raises(WindowsFirewallError, match="host ae1: current rules"):
-        plan([], {"unexpected": 1}, name="ae1")
+        compare([], {"unexpected": 1}, name="ae1")
     with pytest.raises(WindowsFirewallError, match="an entry has no name"):
-        plan([], [{"Grouping": DEFAULT_GROUP}], name="ae1")
+        compare([], [{"Grouping": DEFAULT_GROUP}], name="ae1")
 
 
 def test_null_entries_are_no_rules(desired):
-    assert plan(desired, [None] + com_state(desired))["changed"] is False
-    assert plan(desired, {"rules": [None]})["to_create"] == desired
+    assert compare(desired, [None] + com_state(desired))["changed"] is False
+    assert compare(desired, {"rules": [None]})["to_create"] == desired
 
 
 def test_description_case_only_is_not_drift_like_the_module(desired):
     current = com_state(desired)
     current[0]["Description"] = current[0]["Description"].upper()
-    assert plan(desired, current)["changed"] is False
+    assert compare(desired, current)["changed"] is False

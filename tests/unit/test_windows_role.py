@@ -170,6 +170,7 @@ def test_stale_rule_is_removed(tmp_path):
     result = single(tmp_path, state)
     assert result.proc.returncode == 0, result.out
     assert [c["args"] for c in result.writes] == [{"name": "OCS edge central-t99-f1-in", "state": "absent"}]
+    assert re.search(r'"removed": \[\s*"central-t99-f1-in"\s*\]', result.out), result.out
     assert norm_state(result.state["ae1"]) == norm_state(golden("single_site", "ae1"))
 
 
@@ -183,6 +184,8 @@ def test_changed_port_is_put_back(tmp_path):
     assert [c["args"] for c in result.writes] == [want]
     assert norm_state(result.state["ae1"]) == norm_state(golden("single_site", "ae1"))
     assert "'before': '8443'" in result.out or '"before": "8443"' in result.out
+    # the shared result shape (docs/backend-contract.md): the rule's id under updated
+    assert re.search(r'"updated": \[\s*"central-t14-f4-in"\s*\]', result.out), result.out
 
 
 def test_rule_outside_the_group_is_never_touched(tmp_path):
@@ -342,7 +345,7 @@ def test_deploy_playbook_syntax_check_with_windows_inventory(topology):
 
 def test_role_is_ansible_lint_clean():
     proc = subprocess.run([os.path.join(BIN, "ansible-lint"), "--profile", "production", "--offline",
-                           "roles/windows_firewall", str(FIXTURES / "role_playbook.yml")],
+                           "roles/windows", str(FIXTURES / "role_playbook.yml")],
                           cwd=REPO, capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, ANSIBLE_NOCOLOR="1", NO_COLOR="1"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -351,7 +354,7 @@ def test_role_is_ansible_lint_clean():
 def test_reader_script_is_read_only_and_matches_the_normaliser():
     """No PowerShell here: hold the reader's text to what the controller and the shadow assume."""
     from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.windows import _KEYS
-    script = (REPO / "roles" / "windows_firewall" / "files" / "read_group.ps1").read_text()
+    script = (REPO / "roles" / "windows" / "files" / "read_group.ps1").read_text()
     assert "[CmdletBinding(SupportsShouldProcess)]" in script      # win_powershell runs it in check mode
     assert "$Ansible.Changed = $false" in script
     code = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("#"))

@@ -17,7 +17,7 @@ from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.policy import bu
 from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.windows import (
     DEFAULT_GROUP,
     WindowsFirewallError,
-    firewall_rules,
+    desired,
 )
 
 GOLDEN = REPO / "tests" / "golden" / "windows"
@@ -54,7 +54,7 @@ def test_every_topology_has_windows_hosts():
 def test_golden(topology, host):
     """The exact parameter sets per Windows host. Regenerate: OCS_UPDATE_GOLDEN=1 pytest ..."""
     _, fws = windows_hosts(topology)
-    got = firewall_rules(fws[host], name=host)
+    got = desired(fws[host], name=host)
     path = GOLDEN / ("%s__%s.json" % (topology, host))
     text = json.dumps(got, indent=1, sort_keys=False) + "\n"
     if os.environ.get("OCS_UPDATE_GOLDEN"):
@@ -78,7 +78,7 @@ def test_seed_oracle(topology, host):
     addresses (not the engine's host cut-down): the issue's mapping, row by row, and nothing else."""
     hostvars = example(topology)
     policy, fws = windows_hosts(topology)
-    got = {p["name"]: p for p in firewall_rules(fws[host], name=host)}
+    got = {p["name"]: p for p in desired(fws[host], name=host)}
     hv = hostvars[host]
     expected = {}
     for rule in policy["rules"]:
@@ -110,8 +110,8 @@ def test_seed_oracle(topology, host):
 def test_issue_examples_single_site():
     """The flows the issue names, on single_site (no Director, next hop 10.10.1.20)."""
     policy, fws = windows_hosts("single_site")
-    ae = {p["name"]: p for p in firewall_rules(fws["ae1"], name="ae1")}
-    rp = {p["name"]: p for p in firewall_rules(fws["rp1"], name="rp1")}
+    ae = {p["name"]: p for p in desired(fws["ae1"], name="ae1")}
+    rp = {p["name"]: p for p in desired(fws["rp1"], name="rp1")}
     nexthop = policy["deployment"]["director"] or policy["deployment"]["next_hop"]
     # edge -> next hop 5061: an outbound rule with that remote port and remote address
     out = ae["OCS edge central-t14-f5-in"]
@@ -135,7 +135,7 @@ def test_issue_examples_single_site():
 
 def test_consolidated_uses_the_per_role_external_address():
     _, fws = windows_hosts("consolidated")
-    rules = firewall_rules(fws["edge1"], name="edge1")
+    rules = desired(fws["edge1"], name="edge1")
     by_role = {}
     for p in rules:
         if p["localip"].startswith("203."):
@@ -148,7 +148,7 @@ def test_consolidated_uses_the_per_role_external_address():
 def test_array_members_get_their_own_address_not_the_vip():
     _, fws = windows_hosts("scaled_single_site")
     for host, own_int in (("av1", "172.16.1.51"), ("av2", "172.16.1.52")):
-        for p in firewall_rules(fws[host], name=host):
+        for p in desired(fws[host], name=host):
             assert p["localip"] in (own_int, own_int.replace("172.16.1", "203.0.113")), (host, p)
 
 
@@ -165,7 +165,7 @@ def test_argument_spec_is_the_real_modules():
 def test_every_parameter_set_validates_against_win_firewall_rule(topology, host):
     validator = ArgumentSpecValidator(documented_spec())
     _, fws = windows_hosts(topology)
-    sets = firewall_rules(fws[host], name=host)
+    sets = desired(fws[host], name=host)
     sets += [{"name": p["name"], "state": "absent"} for p in sets]      # what the role sends to remove
     for params in sets:
         result = validator.validate(copy.deepcopy(params))
@@ -185,18 +185,18 @@ def _fw(**changes):
 
 @pytest.mark.parametrize("field,value,message", [
     ("dst", None, "host ae1: rule central-t14-f5-out: local address (dst): the host's own address is missing"),
-    ("dst", [], "host ae1: rule central-t14-f5-out: local address (dst): is empty"),
-    ("dst", ["172.16.1.10;drop"], "'172.16.1.10;drop' is not an IP address"),
-    ("dport", ["70000"], "local port (dport): '70000' is not a port"),
-    ("chain", "forward", "chain: 'forward'; host firewall rules have chain input or output"),
-    ("protocol", "icmp", "protocol: 'icmp' is not tcp or udp"),
+    ("dst", [], "firewall ae1: rules[1] (central-t14-f5-out).dst must be null (any) or a non-empty list"),
+    ("dst", ["172.16.1.10;drop"], "dst[0]: '172.16.1.10;drop' is not a valid IP address"),
+    ("dport", ["70000"], "(central-t14-f5-out).dport[0]: '70000' is not a port"),
+    ("chain", "forward", "chain: 'forward' is not valid in host mode (expected input or output)"),
+    ("protocol", "icmp", "protocol: 'icmp' is not supported (tcp or udp)"),
 ])
 def test_bad_rule_is_refused_naming_host_and_rule(field, value, message):
     fw = _fw()
     rule = next(r for r in fw["rules"] if r["id"] == "central-t14-f5-out")
     rule[field] = value
     with pytest.raises(WindowsFirewallError, match=None) as err:
-        firewall_rules(fw, name="ae1")
+        desired(fw, name="ae1")
     assert message in str(err.value)
 
 
@@ -205,18 +205,18 @@ def test_outbound_rule_without_own_source_is_refused():
     rule = next(r for r in fw["rules"] if r["chain"] == "output")
     rule["src"] = None
     with pytest.raises(WindowsFirewallError) as err:
-        firewall_rules(fw, name="ae1")
+        desired(fw, name="ae1")
     assert "host ae1: rule %s: local address (src): the host's own address is missing" % rule["id"] in str(err.value)
 
 
 @pytest.mark.parametrize("changes,message", [
-    ({"platform": "nftables"}, "host ae1: ocs_firewall: platform 'nftables' mode 'host'"),
-    ({"mode": "network"}, "the Windows backend takes only host firewalls"),
-    ({"rules": "x"}, "host ae1: ocs_firewall.rules: must be a list"),
+    ({"platform": "nftables"}, "firewall ae1: firewall.platform: platform is 'nftables'; this module only enforces windows"),
+    ({"mode": "network"}, "firewall ae1: mode: 'network' is not host"),
+    ({"rules": "x"}, "firewall ae1: rules must be a list of PFRULE dicts"),
 ])
 def test_wrong_firewall_is_refused(changes, message):
     with pytest.raises(WindowsFirewallError) as err:
-        firewall_rules(_fw(**changes), name="ae1")
+        desired(_fw(**changes), name="ae1")
     assert message in str(err.value)
 
 
@@ -229,17 +229,17 @@ def test_wrong_firewall_is_refused(changes, message):
 def test_profiles_variable(profiles, ok):
     if ok is None:
         with pytest.raises(WindowsFirewallError) as err:
-            firewall_rules(_fw(), name="ae1", profiles=profiles)
+            desired(_fw(), name="ae1", profiles=profiles)
         assert "host ae1: ocs_windows_firewall_profiles:" in str(err.value)
     else:
-        assert {tuple(p["profiles"]) for p in firewall_rules(_fw(), name="ae1", profiles=profiles)} == {tuple(ok)}
+        assert {tuple(p["profiles"]) for p in desired(_fw(), name="ae1", profiles=profiles)} == {tuple(ok)}
 
 
 def test_names_are_stable_and_prefixed():
-    rules = firewall_rules(_fw(), name="ae1", prefix="Contoso OCS")
+    rules = desired(_fw(), name="ae1", prefix="Contoso OCS")
     assert [p["name"] for p in rules] == ["Contoso OCS " + r["id"] for r in _fw()["rules"]]
     with pytest.raises(WindowsFirewallError):
-        firewall_rules(_fw(), name="ae1", prefix="bad;prefix")
+        desired(_fw(), name="ae1", prefix="bad;prefix")
 
 
 def test_missing_address_fails_in_the_policy_before_any_firewall():
