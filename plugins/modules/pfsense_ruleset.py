@@ -17,16 +17,30 @@ description:
     (C(/cf/conf/config.xml)), the filter rules and aliases of the collection for one firewall
     (a FIREWALL of the policy model, docs/policy-model.md) in one pass. It reads the file,
     computes the desired elements, compares and writes only when something differs.
-  - "Ownership: a managed rule has a description starting with C([ocs.edge_firewall]); a
-    managed alias has a name starting with C(OCS_); a managed rule separator has a text
-    starting with C([ocs.edge_firewall]). Managed items missing or changed by hand are put
+  - "Ownership: a managed rule (filter or outbound NAT) has a description C(<rule id> ...
+    [ocs.edge_firewall] ...) (the id first, so the 52 characters pf keeps in its labels and logs
+    name the rule; descriptions starting with the marker, the old form, are recognised and
+    migrated); a managed alias has a name starting with C(OCS_); a managed rule separator has a
+    text starting with C([ocs.edge_firewall]). Managed items missing or changed by hand are put
     back, managed items the policy no longer has are removed, everything else (other rules,
-    aliases, separators, NAT, the rest of the file) keeps its content and order."
+    aliases, separators, your NAT rules, the rest of the file) keeps its content and order."
   - "Rules: one C(pass) rule per PFRULE, C(ipprotocol) C(inet), C(keep state), on the interface
-    of its C(src_zone) (C(firewall.interfaces), from C(ocs_firewall_interfaces)). They are kept
-    as one block at the top of each interface (before the first unmanaged rule), headed by a
-    managed separator, in policy order. Unmanaged separators are re-pointed so they stay above
+    of its C(src_zone) (C(firewall.interfaces), from C(ocs_firewall_interfaces)), in policy order,
+    then (O(default_deny)) the default-deny block rules of that interface, as one block headed by
+    a managed separator (O(placement)). Unmanaged separators are re-pointed so they stay above
     the same rule."
+  - "Default deny: on the internet/internal interface, a management pass to the firewall itself
+    (C(management.sources), its ports plus the GUI/SSH ports of the anti-lockout rule) then block
+    rules for new connections to the perimeter interface's network and to the perimeter servers;
+    on the perimeter interface a block to anything but the firewall itself (C(! (self))). pfSense
+    evaluates an interface's rules first match wins, so the factory C(Default allow LAN to any)
+    rule below no longer reaches the perimeter; the anti-lockout rule is evaluated before all."
+  - "Outbound NAT (O(no_nat)): C(Do not NAT) rules for the perimeter servers' addresses
+    (C(firewall.no_nat), O(no_nat_scope)) at the top of the outbound rules: source on the
+    internet/internal interface, destination on the perimeter interface. Automatic mode is
+    switched to hybrid (same translation for everything else); hybrid and manual (advanced)
+    keep their mode, the rules go above yours (pf NAT is first match); disabled: nothing to do.
+    Switching automatic to hybrid fails if dormant outbound rules of yours would become active."
   - "Aliases: a C(host) (or C(network)) alias for every address list of the policy (edge
     server addresses and VIPs), a C(port) alias for port ranges; single ports go into the rule."
   - Trackers are derived from the interface and the rule id, in the range 4100000000-4199999999,
@@ -35,8 +49,10 @@ description:
     first copied to O(backup_dir)/config-<revision time>.xml and recorded in C(backup.cache),
     C(<revision>) is set, the file is written atomically in pfSense's own format (tab indent,
     C(<x></x>) for empty values, CDATA for descriptions) and O(cache_file) is removed. Then
-    O(reload_command) loads the new rules into pf. A failed reload fails the task with the
-    command's output; the previous file is the newest backup."
+    O(reload_command) loads the new rules into pf. A failed reload restores the previous file from
+    that backup, reloads it and fails the task with both outputs."
+  - "Values XML 1.0 cannot carry (control characters, U+FFFE/FFFF, lone surrogates) in the
+    FIREWALL, O(name) or O(username) are refused before anything is read or written."
 author:
   - ocs.edge_firewall contributors
 requirements:
@@ -45,12 +61,39 @@ requirements:
 options:
   firewall:
     description:
-      - The FIREWALL dict of the policy (keys C(platform), C(mode), C(interfaces), C(rules)).
-        C(platform), when given, must be C(pfsense); C(mode) must be C(network).
+      - The FIREWALL dict of the policy (keys C(platform), C(mode), C(interfaces), C(rules),
+        C(management), C(no_nat)). C(platform), when given, must be C(pfsense); C(mode) must be
+        C(network). Anything but a dict (or wrong types inside) is refused with a message
+        naming the key.
       - C(interfaces) maps each zone a rule's packet enters from (C(internet), C(perimeter),
-        C(internal)) to the pfSense interface id (C(wan), C(lan), C(optN)) present in config.xml.
-    type: dict
+        C(internal)) to the pfSense interface id (C(wan), C(lan), C(optN), lower case) present in config.xml.
+    type: raw
     required: true
+  default_deny:
+    description: Add the default-deny block rules (and the management pass) after the policy's pass rules; false for pass-only.
+    type: bool
+    default: true
+  placement:
+    description:
+      - "Where the managed block of each interface goes: C(top) (before your rules), C(separator)
+        (directly below your separator whose text is O(placement_separator), on every managed
+        interface), C(bottom) (after your rules, which are then evaluated first)."
+    type: str
+    choices: [top, separator, bottom]
+    default: top
+  placement_separator:
+    description: Text of your separator the block goes below (O(placement=separator)).
+    type: str
+    default: ""
+  no_nat:
+    description: Keep the C(Do not NAT) outbound rules for the perimeter servers (and switch automatic outbound NAT to hybrid).
+    type: bool
+    default: true
+  no_nat_scope:
+    description: C(perimeter) every perimeter server address of the policy; C(av_edge) only the A/V Edge addresses (the page's minimum).
+    type: str
+    choices: [perimeter, av_edge]
+    default: perimeter
   name:
     description: Name of the firewall (inventory host), used in messages and in the revision description.
     type: str
@@ -130,18 +173,30 @@ EXAMPLES = r"""
 
 RETURN = r"""
 created:
-  description: Managed aliases and rules added.
+  description: Managed items added, by id (rule ids, C(alias:<name>), C(nat:<id>)).
   returned: always
   type: list
   elements: str
-  sample: ["alias OCS_central_t17_f1_in_dst (host: 203.0.113.5)"]
+  sample: ["central-t20-f14-out", "alias:OCS_central_t20_f14_out_dst", "nat:central-nonat-internet"]
 removed:
-  description: Managed aliases and rules removed (no longer in the policy, duplicates, rogue rules carrying the marker).
+  description: Managed items removed (no longer in the policy, duplicates, rogue rules carrying the marker), by id.
   returned: always
   type: list
   elements: str
 updated:
-  description: Managed items restored (changed by hand, moved), unmanaged separators re-pointed.
+  description:
+    - Managed items restored or migrated, by id; C(position:<iface>) (block moved back),
+      C(separator:<iface>/<sepN>) (your separator re-pointed), C(nat:mode) (automatic -> hybrid).
+  returned: always
+  type: list
+  elements: str
+diff:
+  description: Listing of the managed aliases, rules and NAT rules before and after (before, after, before_header, after_header).
+  returned: when something differs
+  type: list
+  elements: dict
+warnings:
+  description: Warnings of the run (also shown by Ansible).
   returned: always
   type: list
   elements: str
@@ -154,90 +209,19 @@ reload:
   description: rc, stdout and stderr of the reload command (when run).
   returned: when the file was written and reload_command is not empty
   type: dict
-warnings_list:
-  description:
-    - Non-fatal remarks, also shown as warnings; for example an unmanaged rule that still refers
-      to a managed alias being removed, or an unreadable backup.cache left alone.
-  returned: always
-  type: list
-  elements: str
+restore_reload:
+  description: rc, stdout and stderr of the reload after a failed one restored the previous file.
+  returned: when the reload failed
+  type: dict
 """
 
-import shlex
-import time
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.ocs.edge_firewall.plugins.module_utils import pfsense as pflib
+from ansible_collections.ocs.edge_firewall.plugins.module_utils import pfsense_backend
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            firewall=dict(type="dict", required=True),
-            name=dict(type="str", default="firewall"),
-            state=dict(type="str", choices=["present", "absent"], default="present"),
-            config_path=dict(type="path", default="/cf/conf/config.xml"),
-            backup_dir=dict(type="path", default="/cf/conf/backup"),
-            cache_file=dict(type="str", default="/tmp/config.cache"),
-            lock_file=dict(type="str", default="/tmp/config.lock"),
-            reload_command=dict(type="str", default="/etc/rc.filter_configure_sync"),
-            username=dict(type="str", default=pflib.DEFAULT_USERNAME),
-        ),
-        supports_check_mode=True,
-    )
-    p = module.params
-    name = p["name"]
-    result = dict(changed=False, created=[], removed=[], updated=[], warnings_list=[])
-
-    def fail(msg, **extra):
-        result.update(extra)
-        module.fail_json(msg=msg, **result)
-
-    now = int(time.time())
-    lock_path = p["lock_file"] if not module.check_mode else ""
-    try:
-        with pflib.ConfigLock(lock_path):
-            old_bytes = pflib.read_bytes(p["config_path"])
-            if old_bytes is None:
-                fail("firewall %s: %s does not exist (is this a pfSense host?)" % (name, p["config_path"]))
-            old_root = pflib.parse_config(old_bytes)
-            plan = pflib.reconcile(old_root, p["firewall"], name=name, now=now, username=p["username"],
-                                   state=p["state"])
-            result.update(created=plan["created"], removed=plan["removed"], updated=plan["updated"],
-                          changed=plan["changed"], warnings_list=list(plan["warnings"]))
-            for warning in plan["warnings"]:
-                module.warn(warning)
-            if module._diff:
-                result["diff"] = {"before": plan["before"], "after": plan["after"],
-                                  "before_header": "%s (managed items)" % p["config_path"],
-                                  "after_header": "policy of %s" % name}
-            if module.check_mode or not plan["changed"]:
-                module.exit_json(**result)
-            summary = "ocs.edge_firewall: policy of %s (%d created, %d removed, %d updated)" % (
-                name, len(plan["created"]), len(plan["removed"]), len(plan["updated"]))
-            written = pflib.write_config(p["config_path"], p["backup_dir"], p["cache_file"], old_root, old_bytes,
-                                         plan["root"], now, p["username"], summary)
-    except pflib.PfSenseError as exc:
-        fail("%s (nothing was changed)" % exc)
-    except (IOError, OSError) as exc:
-        fail("firewall %s: %s: %s" % (name, getattr(exc, "filename", None) or p["config_path"], exc))
-    result["backup"] = written["backup"]
-    result["warnings_list"] += written["warnings"]
-    for warning in written["warnings"]:
-        module.warn(warning)
-
-    if p["reload_command"]:
-        try:
-            argv = shlex.split(p["reload_command"])
-        except ValueError as exc:
-            fail("firewall %s: reload_command %r: %s" % (name, p["reload_command"], exc))
-        rc, out, err = module.run_command(argv)
-        result["reload"] = dict(rc=rc, stdout=out, stderr=err, command=p["reload_command"])
-        if rc != 0:
-            fail("firewall %s: %s was written, but the filter reload (%s) failed with rc %d: %s%s\n"
-                 "The previous configuration is the newest backup, %s; pf may still run the previous rules."
-                 % (name, p["config_path"], p["reload_command"], rc, out, err, written["backup"]))
-    module.exit_json(**result)
+    module = AnsibleModule(argument_spec=pfsense_backend.argument_spec(), supports_check_mode=True)
+    pfsense_backend.run(module)
 
 
 if __name__ == "__main__":

@@ -333,6 +333,12 @@ def _interfaces(value, side, platform, where, chk):
                      "%r is not one of them" % (side, " and ".join(zones), zone))
             continue
         if chk.name(ifname, where, "ocs_firewall_interfaces.%s" % zone, _IFNAME):
+            # the platform's own names (pfSense: lower-case ids wan, lan, optN, as filter.inc
+            # looks them up; Linux: IFNAMSIZ)
+            if not PLATFORMS[platform].ifname_re.fullmatch(ifname):
+                chk.fail(where, "ocs_firewall_interfaces.%s" % zone, "%r is not a valid %s interface name"
+                         % (ifname, PLATFORMS[platform].title))
+                continue
             out[zone] = ifname
     missing = [z for z in zones if z not in out]
     if missing and (PLATFORMS[platform].interfaces_required or out):
@@ -529,6 +535,7 @@ def build_policy(hostvars):
                             % (name, fw["site"]))
         fw_out[name] = {k: fw[k] for k in ("side", "site", "platform", "mode", "interfaces", "management")}
         fw_out[name]["rules"] = mine
+        fw_out[name]["no_nat"] = _no_nat([r for r in rules if r["firewall"] == fw["side"] and r["site"] == fw["site"]])
     for site in site_kinds:
         for side in SIDES:
             if any(r["site"] == site and r["firewall"] == side for r in rules) and not any(
@@ -566,12 +573,32 @@ def build_policy(hostvars):
             "next_hop": next_hop,
             "sites": dict(sorted(site_kinds.items())),
             "arrays": {n: dict(a) for n, a in sorted(arrays.items())},
+            "servers": {n: _server_view(s) for n, s in sorted(servers.items())},
             **extras.deployment_summary(dep, director),
         },
         "rules": public_rules,
         "firewalls": fw_out,
         "warnings": warnings,
     }
+
+
+def _no_nat(rules):
+    """The perimeter server addresses a network firewall's rules name (their local addresses),
+    with their roles: what must not be NATed (the page: the A/V Edge's external address on the
+    external firewall, its internal address on the internal one)."""
+    roles = {}
+    for rule in rules:
+        for addr in rule["local_addresses"] or []:
+            roles.setdefault(addr, set()).add(rule["server_role"])
+    return [{"address": a, "roles": sorted(r for r in roles[a] if r)} for a in sorted(roles, key=netaddr.IPNetwork)]
+
+
+def _server_view(srv):
+    """A perimeter server as the policy shows it (diagram, flow query): roles, site, array,
+    host firewall, and its internal / external address per role."""
+    return {"roles": list(srv["roles"]), "site": srv["site"], "array": srv["array"],
+            "host_firewall": srv["host_firewall"], "internal": dict(srv["internal"]),
+            "external": dict(srv["external"])}
 
 
 def _expand(topology, site_kinds, servers, arrays, director, next_hop, chk, warnings):

@@ -1,4 +1,4 @@
-"""The lab's verifier (lab/probe.py) and lab descriptions (lab/labgen.py), tested themselves.
+"""The lab's verifier (lab/probe.py and its lab/probe_*.py) and lab descriptions (lab/labgen.py), tested themselves.
 
 - The committed lab descriptions and inventories are what lab/labgen.py writes, and every lab
   inventory is valid for the policy engine (no Ansible run, no container).
@@ -26,7 +26,9 @@ from inventory_loader import load_hostvars
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "lab"))
 import labgen  # noqa: E402
-import probe  # noqa: E402
+import probe_drift  # noqa: E402
+import probe_matrix  # noqa: E402
+import probe_oracle  # noqa: E402
 
 SCENARIOS = list(labgen.SCENARIOS)
 BIN = Path(sys.executable).parent
@@ -53,7 +55,7 @@ def test_lab_inventory_is_valid_and_matches_the_lab(scenario):
     assert policy["topology"] == lab["topology"]
     # the only warnings: A/V external addresses are private in a lab (documented opt-out)
     assert all("not a publicly routable" in w for w in policy["warnings"]), policy["warnings"]
-    owners = probe.Lab(lab).addr
+    owners = probe_oracle.Lab(lab).addr
     for fw in policy["firewalls"].values():
         for r in fw["rules"]:
             for a in (r["src"] or []) + (r["dst"] or []):
@@ -71,7 +73,7 @@ def test_lab_inventory_is_valid_and_matches_the_lab(scenario):
 def test_matrix_covers_every_rule_and_the_named_negatives(scenario):
     policy = policy_of(scenario)
     lab = lab_of(scenario)
-    m = probe.build_matrix(policy, lab)
+    m = probe_matrix.build_matrix(policy, lab)
     pos = [p for p in m if p["expect"] == "open"]
     neg = [p for p in m if p["expect"] == "blocked"]
     for fw in policy["firewalls"].values():
@@ -83,7 +85,7 @@ def test_matrix_covers_every_rule_and_the_named_negatives(scenario):
             for d in r["dst"] or []:
                 assert any(p["dst"] == d for p in mine), "%s: address %s not probed" % (r["id"], d)
             for spec, key in ((r["dport"], "dport"), (r["sport"], "sport")):
-                for lo, hi in probe._ports(spec) or []:
+                for lo, hi in probe_oracle.parse_ports(spec) or []:
                     if hi > lo:
                         got = {p[key] for p in mine}
                         assert {lo, hi} <= got and any(lo < x < hi for x in got), (r["id"], got)
@@ -97,12 +99,34 @@ def test_matrix_covers_every_rule_and_the_named_negatives(scenario):
     assert len({(p["protocol"], p["src"], p["sport"], p["dst"], p["dport"]) for p in m}) == len(m)
 
 
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_flow_query_answers_every_probe_like_the_lab(scenario):
+    """The user's query (filter edge_flow_query, addresses placed by its own guess; only the
+    lab's Internet client, a private address, is said to be on the Internet) gives every
+    probe's expectation, with the same rule ids the probe report shows."""
+    from ansible_collections.ocs.edge_firewall.plugins.filter.edge_flow_query import edge_flow_query
+    policy = policy_of(scenario)
+    lab = lab_of(scenario)
+    inet = {i["ip"] for c in lab["containers"] if c["host"] == "inet-client" for i in c["interfaces"]}
+    m = probe_matrix.build_matrix(policy, lab, eph_slice=0)
+    assert m
+    for p in m:
+        a = edge_flow_query(policy, p["src"], p["dst"], p["protocol"], p["dport"], p["sport"],
+                            "internet" if p["src"] in inet else "", "internet" if p["dst"] in inet else "")
+        assert a["allowed"] == (p["expect"] == "open"), (p, a["text"])
+        assert a["allowed"] == p["answer"]["allowed"]
+        if a["allowed"]:
+            assert a["rules"] == p["answer"]["rules"] == p["why"].split(", "), (p, a["rules"])
+            if p["rule"]:
+                assert p["rule"] in a["rules"]
+
+
 def test_missing_av_rtp_rule_changes_exactly_its_probes():
     policy = policy_of("consolidated")
     lab = lab_of("consolidated")
-    m = probe.build_matrix(policy, lab)
-    wrong = probe.apply_drift(policy, {"fw-ext": {"delete": ["central-t12-f11-in"]}})
-    ev = probe.Policy(wrong, probe.Lab(lab))
+    m = probe_matrix.build_matrix(policy, lab)
+    wrong = probe_drift.apply_drift(policy, {"fw-ext": {"delete": ["central-t12-f11-in"]}})
+    ev = probe_oracle.Policy(wrong, probe_oracle.Lab(lab))
     changed = [p for p in m if ev.allowed(p["protocol"], p["src"], p["sport"], p["dst"], p["dport"])[0]
                != (p["expect"] == "open")]
     assert changed and {p["rule"] for p in changed} == {"central-t12-f11-in"}

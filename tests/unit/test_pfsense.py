@@ -14,6 +14,7 @@ import pytest
 from test_pfsense_helpers import (CONFIGS, GOLDEN, MARKER, assert_matches_policy, config_bytes,
                                   config_params, firewall, read_with_minidom)
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import pfsense as pf
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.rules import FirewallError
 
 NOW = 1700000000
 FIREWALLS = ("fw-ext", "fw-int")
@@ -37,9 +38,24 @@ def _unmanaged_aliases(data):
 
 
 def _outside(data):
-    """Everything except <filter> and <aliases>."""
+    """Everything except <filter>, <aliases> and <nat>."""
     root = pf.parse_config(data)
-    return [pf.dump_element(c) for c in root if c.tag not in ("filter", "aliases")]
+    return [pf.dump_element(c) for c in root if c.tag not in ("filter", "aliases", "nat")]
+
+
+def _user_nat(data):
+    """Everything of <nat> that is not the collection's (port forwards, 1:1, the user's outbound
+    rules in their order), without the outbound mode."""
+    root = pf.parse_config(data)
+    nat = root.find("nat")
+    if nat is None:
+        return []
+    out = [pf.dump_element(c) for c in nat if c.tag != "outbound"]
+    outbound = nat.find("outbound")
+    for rule in (outbound.findall("rule") if outbound is not None else []):
+        if not pf.is_managed_descr(rule.findtext("descr") or ""):
+            out.append(pf.dump_element(rule))
+    return out
 
 
 def _separator_targets(data):
@@ -84,6 +100,7 @@ def test_apply_matches_policy_and_leaves_the_rest(config, fw):
     assert _unmanaged_rules(after) == _unmanaged_rules(before)
     assert _unmanaged_aliases(after) == _unmanaged_aliases(before)
     assert _outside(after) == _outside(before)
+    assert _user_nat(after) == _user_nat(before)
     # unmanaged separators still above the same rule
     assert _separator_targets(after) == _separator_targets(before)
     # managed separator heads each block
@@ -113,12 +130,17 @@ def test_both_firewalls_on_one_box_then_absent_restores_the_original(config):
     result, removed = apply(applied, firewall(config, "fw-int"), state="absent")
     assert result["changed"] and result["removed"] and not result["created"]
     # the same file, except that an interface's separator list emptied by the removal stays as
-    # an empty element (<opt1></opt1>), as pfSense itself leaves it
+    # an empty element (<opt1></opt1>), as pfSense itself leaves it, and outbound NAT stays
+    # hybrid (with no rule of ours left it translates exactly what automatic does)
     assert _without_empty_separators(removed) == _without_empty_separators(original)
+    assert pf.outbound_mode(pf.parse_config(removed)) in ("hybrid", pf.outbound_mode(pf.parse_config(original)))
 
 
 def _without_empty_separators(data):
     root = pf.parse_config(data)
+    nat = root.find("nat")
+    if nat is not None:
+        root.remove(nat)
     filt = root.find("filter")
     seps = filt.find("separator")
     if seps is not None:
@@ -140,7 +162,8 @@ def test_writer_follows_pfsense_format():
     assert text.endswith("</pfsense>\n")
     assert not re.search(r"^ +<", text, re.M), "indent is tabs only"
     assert "<id></id>" in text and "<tag></tag>" in text and "/>" not in text
-    assert re.search(r"<descr><!\[CDATA\[\[ocs\.edge_firewall\] ocs central-t17-f1-in [^]]*\]\]></descr>", text)
+    assert re.search(r"<descr><!\[CDATA\[central-t17-f1-in table 17 figure 1 \[ocs\.edge_firewall\] [^]]*\]\]></descr>",
+                     text)
     assert "<statetype><![CDATA[keep state]]></statetype>" in text
     # the fixture is already in pfSense format: only the filter/aliases sections differ
     assert _outside(out) == _outside(config_bytes("empty"))
@@ -296,6 +319,20 @@ def _drift_descr_changed(root):
     rule.find("descr").text = MARKER + " edited by hand"
 
 
+def _managed_nat(root):
+    return [r for r in root.find("nat/outbound").findall("rule") if pf.is_managed_descr(r.findtext("descr"))]
+
+
+def _drift_nat_rule_deleted(root):
+    root.find("nat/outbound").remove(_managed_nat(root)[0])
+
+
+def _drift_nat_translates_again(root):
+    rule = _managed_nat(root)[-1]
+    rule.remove(rule.find("nonat"))
+    rule.find("target").text = "wanip"
+
+
 DRIFTS = {
     "port_changed": _drift_port,
     "rule_deleted": _drift_delete_rule,
@@ -310,6 +347,8 @@ DRIFTS = {
     "block_reordered": _drift_block_reordered,
     "managed_separator_removed": _drift_separator_removed,
     "descr_changed": _drift_descr_changed,
+    "nat_rule_deleted": _drift_nat_rule_deleted,
+    "nat_rule_translates_again": _drift_nat_translates_again,
 }
 
 
@@ -365,13 +404,30 @@ def test_unmanaged_rule_above_the_block_is_kept_and_block_moved_back_on_top(conf
     assert not apply(fixed, fw_dict)[0]["changed"]
 
 
+@pytest.mark.parametrize("config", config_params())
+def test_user_nat_rule_added_above_ours_is_kept_and_ours_go_back_on_top(config):
+    fw_dict = firewall(config, "fw-ext")
+    _r, good = apply(config_bytes(config), fw_dict)
+    root = pf.parse_config(good)
+    outbound = root.find("nat/outbound")
+    mine = copy.deepcopy(_managed_nat(root)[0])
+    mine.find("descr").text = "my own rule, put first"
+    outbound.insert(list(outbound).index(_managed_nat(root)[0]), mine)
+    drifted = pf.dump_config(root)
+    result, fixed = apply(drifted, fw_dict)
+    assert result["changed"] and _user_nat(fixed) == _user_nat(drifted)
+    descrs = [r.findtext("descr") for r in pf.parse_config(fixed).find("nat/outbound").findall("rule")]
+    assert descrs.index("my own rule, put first") == 2 and all(pf.is_managed_descr(d) for d in descrs[:2])
+    assert not apply(fixed, fw_dict)[0]["changed"]
+
+
 def test_changed_rule_gets_a_new_updated_stamp_and_keeps_created():
     fw_dict = firewall("empty", "fw-int")
     _r, good = apply(config_bytes("empty"), fw_dict)
     root = pf.parse_config(good)
     _drift_port(root)
     result, fixed = apply(pf.dump_config(root), fw_dict, now=NOW + 60)
-    assert any("was:" in u and "8443" in u for u in result["updated"])
+    assert len(result["updated"]) == 1 and result["updated"][0] in [r["id"] for r in fw_dict["rules"]]
     stamps = [(r.findtext("created/time"), r.findtext("updated/time")) for r in _managed(pf.parse_config(fixed))]
     assert ("%d" % NOW, "%d" % (NOW + 60)) in stamps
     assert stamps.count(("%d" % NOW, "%d" % NOW)) == len(stamps) - 1
@@ -385,7 +441,8 @@ def test_policy_change_removes_what_is_no_longer_there():
     assert dropped
     smaller["rules"] = [r for r in smaller["rules"] if r not in dropped]
     result, out = apply(good, smaller)
-    assert result["changed"] and any("OCS_ports_50000_59999" in r for r in result["removed"])
+    assert result["changed"]
+    assert sorted(r for r in result["removed"] if not r.startswith("alias:")) == sorted(r["id"] for r in dropped)
     assert_matches_policy(out, smaller)
     assert _unmanaged_rules(out) == _unmanaged_rules(config_bytes("crowded"))
     assert _separator_targets(out) == _separator_targets(config_bytes("crowded"))
@@ -426,7 +483,7 @@ def test_trackers_are_unique_against_unmanaged_ones_and_stable():
 def test_missing_zone_interface_is_an_error():
     fw_dict = firewall("empty", "fw-ext")
     del fw_dict["interfaces"]["internet"]
-    with pytest.raises(pf.PfSenseError, match=r"ocs_firewall_interfaces\.internet"):
+    with pytest.raises(FirewallError, match=r"src_zone: zone 'internet' has no interface"):
         apply(config_bytes("empty"), fw_dict)
 
 
@@ -446,9 +503,9 @@ def test_interface_description_instead_of_id_is_an_error():
 
 def test_wrong_platform_and_mode_are_errors():
     fw_dict = firewall("empty", "fw-ext")
-    with pytest.raises(pf.PfSenseError, match="platform"):
+    with pytest.raises(FirewallError, match="platform"):
         apply(config_bytes("empty"), dict(fw_dict, platform="nftables"))
-    with pytest.raises(pf.PfSenseError, match="mode"):
+    with pytest.raises(FirewallError, match="mode"):
         apply(config_bytes("empty"), dict(fw_dict, mode="host"))
 
 

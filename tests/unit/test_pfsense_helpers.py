@@ -21,8 +21,13 @@ MARKER = "[ocs.edge_firewall]"
 # name -> (path, interface override per firewall or None)
 _ONLY_WAN_LAN = {"fw-ext": {"internet": "wan", "perimeter": "lan"},
                  "fw-int": {"perimeter": "wan", "internal": "lan"}}
+# the factory fixture: the external firewall guards opt1 (DMZ) from wan; the internal one sits
+# with its wan (the interface with the gateway) in the perimeter and lan inside
+FACTORY = {"fw-ext": {"internet": "wan", "perimeter": "opt1"},
+           "fw-int": {"perimeter": "wan", "internal": "lan"}}
 CONFIGS = {
     "empty": (FIXTURES / "config.empty.xml", None),
+    "factory": (FIXTURES / "config.factory.xml", FACTORY),
     "crowded": (FIXTURES / "config.crowded.xml", None),
     "shared-default": (SHARED / "config.default.xml", _ONLY_WAN_LAN),
     "shared-rule": (SHARED / "pfsensible_rule_config.xml", None),
@@ -127,10 +132,17 @@ def _resolve_ports(end, aliases):
     return [port]
 
 
-def assert_matches_policy(data, fw_dict):
-    """Every managed rule of the file is the PFRULE of fw_dict at the same place, and nothing else is managed."""
+def is_ours(descr):
+    """Independent reading of ownership: the marker after the id (or first, the old form)."""
+    words = descr.split(" ")
+    return MARKER in words[1:] or descr.startswith(MARKER)
+
+
+def assert_matches_policy(data, fw_dict, placement="top"):
+    """Every managed pass rule of the file is the PFRULE of fw_dict at the same place, followed on
+    its interface only by the management pass and the default-deny block rules; nothing else is managed."""
     aliases, rules = read_with_minidom(data)
-    managed = [r for r in rules if r["descr"].startswith(MARKER)]
+    managed = [r for r in rules if is_ours(r["descr"])]
     expected = {}
     for pfrule in fw_dict["rules"]:
         expected.setdefault(fw_dict["interfaces"][pfrule["src_zone"]], []).append(pfrule)
@@ -138,12 +150,14 @@ def assert_matches_policy(data, fw_dict):
     for rule in managed:
         assert not rule["floating"]
         got.setdefault(rule["interface"], []).append(rule)
-    assert sorted(got) == sorted(expected)
-    for iface, pfrules in expected.items():
-        assert len(got[iface]) == len(pfrules), iface
-        for rule, pfrule in zip(got[iface], pfrules):
-            assert pfrule["id"] in rule["descr"]
-            assert rule["descr"] == "%s %s" % (MARKER, pfrule["comment"])
+    assert set(expected) <= set(got)
+    for iface, mine in got.items():
+        pfrules = expected.get(iface, [])
+        assert len(mine) >= len(pfrules), iface
+        for rule, pfrule in zip(mine, pfrules):
+            assert rule["descr"].startswith(pfrule["id"] + " table %s figure %s %s " % (
+                pfrule["table"], pfrule["figure"], MARKER)), rule["descr"]
+            assert len(rule["descr"]) >= 52 and pfrule["id"] in rule["descr"][:52]
             assert (rule["type"], rule["ipprotocol"], rule["statetype"]) == ("pass", "inet", "keep state")
             assert rule["protocol"] == pfrule["protocol"]
             assert not rule["disabled"]
@@ -151,10 +165,14 @@ def assert_matches_policy(data, fw_dict):
             assert _resolve_addresses(rule["destination"], aliases) == (sorted(pfrule["dst"]) if pfrule["dst"] else None)
             assert _resolve_ports(rule["source"], aliases) == (sorted(pfrule["sport"]) if pfrule["sport"] else None)
             assert _resolve_ports(rule["destination"], aliases) == (sorted(pfrule["dport"]) if pfrule["dport"] else None)
-        # the block is at the top of the interface: every managed rule before every unmanaged one
-        on_iface = [r for r in rules if r["interface"] == iface and not r["floating"]]
-        flags = [r["descr"].startswith(MARKER) for r in on_iface]
-        assert flags == sorted(flags, reverse=True), iface
+        for rule in mine[len(pfrules):]:   # default deny (and the management pass before it)
+            rid = rule["descr"].split(" ")[0]
+            assert ("-deny-" in rid and rule["type"] == "block") or ("-mgmt-" in rid and rule["type"] == "pass"), rid
+        if placement == "top":
+            # the block is at the top of the interface: every managed rule before every unmanaged one
+            on_iface = [r for r in rules if r["interface"] == iface and not r["floating"]]
+            flags = [is_ours(r["descr"]) for r in on_iface]
+            assert flags == sorted(flags, reverse=True), iface
     trackers = [r["tracker"] for r in managed]
     all_trackers = [r["tracker"] for r in rules]
     for tracker in trackers:
@@ -165,8 +183,30 @@ def assert_matches_policy(data, fw_dict):
             for value in (end["address"], end["port"]):
                 if value in aliases:
                     used.add(value)
+    used |= set(nat_aliases(data))
     managed_aliases = set(n for n in aliases if n.startswith("OCS_"))
     assert managed_aliases == used, "managed aliases not used by a managed rule: %s" % (managed_aliases - used)
     for name in managed_aliases:
         assert len(name) < 32 and name.replace("_", "").isalnum()
-    return managed
+    return [r for r in managed if r["descr"].split(" ")[0] in set(p["id"] for p in fw_dict["rules"])]
+
+
+def read_nat(data):
+    """-> (mode, [outbound rule dicts in document order]) read with minidom."""
+    doc = minidom.parseString(data)
+    outbound = _child(_child(doc.documentElement, "nat") or doc.documentElement, "outbound")
+    if outbound is None:
+        return "automatic", []
+    out = []
+    for rule in _children(outbound, "rule"):
+        src, dst = _child(rule, "source"), _child(rule, "destination")
+        out.append({"descr": _text(rule, "descr") or "", "interface": _text(rule, "interface"),
+                    "nonat": _child(rule, "nonat") is not None, "disabled": _child(rule, "disabled") is not None,
+                    "source": _text(src, "network"), "destination": "any" if _child(dst, "any") else _text(dst, "network"),
+                    "target": _text(rule, "target"), "node": rule})
+    return _text(outbound, "mode") or "automatic", out
+
+
+def nat_aliases(data):
+    _mode, rules = read_nat(data)
+    return [v for r in rules if is_ours(r["descr"]) for v in (r["source"], r["destination"]) if v and v.startswith("OCS_")]

@@ -79,7 +79,12 @@ def test_check_mode_writes_nothing_then_apply_then_no_op(standin, tmp_path):
     original = conf.read_bytes()
     out = run_module(tmp_path, _args(standin, "fw-int"), check=True, diff=True)
     assert out["changed"] and out["created"] and not out.get("failed")
-    assert "alias OCS_" not in out["diff"]["before"] and "port 5061" in out["diff"]["after"]
+    assert "alias OCS_" not in out["diff"][0]["before"] and "port 5061" in out["diff"][0]["after"]
+    # NAT and default deny are in check mode, the diff and the ids too
+    assert "no nat on opt1 inet from any to OCS_" in out["diff"][0]["after"]
+    assert "# outbound NAT mode automatic" in out["diff"][0]["before"] and "mode hybrid" in out["diff"][0]["after"]
+    assert {"nat:central-nonat-perimeter", "nat:central-nonat-internal", "central-deny-internal-perimeter"} \
+        <= set(out["created"]) and "nat:mode" in out["updated"]
     assert conf.read_bytes() == original
     assert _reloads(standin) == 0 and _backups(standin) == []
     assert (standin / "tmp" / "config.cache").exists()
@@ -96,26 +101,46 @@ def test_check_mode_writes_nothing_then_apply_then_no_op(standin, tmp_path):
 
     out = run_module(tmp_path, _args(standin, "fw-int"), diff=True)
     assert not out["changed"] and (out["created"], out["removed"], out["updated"]) == ([], [], [])
-    assert out["diff"]["before"] == out["diff"]["after"]
+    assert "diff" not in out          # the contract: a diff whenever something differs
     assert conf.read_bytes() == written
     assert _reloads(standin) == 1 and len(_backups(standin)) == 1
 
 
-def test_failed_reload_is_reported_and_previous_file_is_the_newest_backup(standin, tmp_path):
+def test_failed_reload_restores_the_previous_file_and_says_so(standin, tmp_path):
     conf = standin / "cf" / "conf" / "config.xml"
     original = conf.read_bytes()
     (standin / "reload.fail").write_text("")
     out = run_module(tmp_path, _args(standin, "fw-ext"))
     assert out.get("failed")
     assert "syntax error" in out["msg"] and "rc 2" in out["msg"]
-    assert out["reload"]["rc"] == 2
+    assert out["reload"]["rc"] == 2 and out["restore_reload"]["rc"] == 2
     newest = _backups(standin)[-1]
     assert newest.read_bytes() == original and str(newest) in out["msg"]
-    assert conf.read_bytes() != original
-    # fixed reload, re-run: the file is already right, nothing to write or reload
+    assert "was restored from the backup" in out["msg"] and "failed too" in out["msg"]
+    assert conf.read_bytes() == original          # the previous file is back in place
+    assert _reloads(standin) == 2                 # the failed one, then the restored file
+    # fixed reload, re-run: the policy is written again and loaded once
     (standin / "reload.fail").unlink()
     out = run_module(tmp_path, _args(standin, "fw-ext"))
-    assert not out["changed"]
+    assert out["changed"] and not out.get("failed") and _reloads(standin) == 3
+
+
+def test_wrong_structures_are_named_errors_not_tracebacks(standin, tmp_path):
+    conf = standin / "cf" / "conf" / "config.xml"
+    original = conf.read_bytes()
+    cases = [(["not", "a", "dict"], "must be a dict"),
+             (dict(firewall("crowded", "fw-ext"), rules="x"), "rules must be a list"),
+             (dict(firewall("crowded", "fw-ext"), rules=["x"]), r"rules[0] must be a dict"),
+             (dict(firewall("crowded", "fw-ext"), interfaces=["wan"]), "must be a dict zone"),
+             (dict(firewall("crowded", "fw-ext"), interfaces={"internet": "WAN", "perimeter": "opt1"}),
+              "lower case: 'wan'")]
+    for fw_value, message in cases:
+        out = run_module(tmp_path, dict(_args(standin, "fw-ext"), firewall=fw_value))
+        assert out.get("failed") and message in out["msg"] and "Traceback" not in out["msg"], out
+        assert "nothing was changed" in out["msg"]
+    bad = run_module(tmp_path, _args(standin, "fw-ext", username="ops\x07bell"))
+    assert bad.get("failed") and "U+0007" in bad["msg"] and "username" in bad["msg"]
+    assert conf.read_bytes() == original and _reloads(standin) == 0
 
 
 def test_invalid_input_changes_nothing(standin, tmp_path):
