@@ -87,23 +87,27 @@ def _ipt_artifact(fw, name, o):
 
 
 def _pfsense_artifact(fw, name, _o):
-    """The managed aliases and rules as pfsense_ruleset writes them into config.xml (the rules
-    without their created/updated stamps; trackers as on a config with no other tracker)."""
-    desired = pfs.desired_state(fw, name)
-    out = ["<!-- aliases of firewall %s (appended to <aliases>) -->\n" % name]
-    out += [pfs.dump_element(pfs.alias_element(desired["aliases"][a])) for a in sorted(desired["aliases"])]
-    used = set()
-    blocks = {}
-    for spec in desired["rules"]:
-        blocks.setdefault(spec["interface"], []).append(spec)
-    for iface in sorted(blocks):
-        out.append("<!-- rules on interface %s (a block at the top of the interface) -->\n" % iface)
-        for spec in blocks[iface]:
-            tracker = pfs.tracker_for(iface, spec["id"])
-            while tracker in used:
-                tracker = pfs.TRACKER_BASE + (tracker - pfs.TRACKER_BASE + 1) % pfs.TRACKER_SPAN
-            used.add(tracker)
-            out.append(pfs.dump_element(pfs.rule_element(spec, tracker)))
+    """The managed aliases, filter and NAT rules as pfsense_ruleset writes them into config.xml,
+    computed by the module's own reconcile on a default config (GUI on https, SSH on) that holds
+    only the firewall's interfaces: trackers as on a config with no other tracker; the ports of
+    the firewall's own GUI/SSH come from the live config.xml at apply time. Stamps left out."""
+    ifaces = "".join("<%s><if>if%d</if></%s>" % (i, n, i)
+                     for n, i in enumerate(sorted(set((fw.get("interfaces") or {}).values()))))
+    root = pfs.parse_config(("<?xml version=\"1.0\"?><pfsense><version>23.3</version><system><webgui><protocol>https</protocol>"
+                             "</webgui><ssh><enable>enabled</enable></ssh></system><interfaces>%s</interfaces>"
+                             "<aliases></aliases><filter></filter><nat></nat></pfsense>" % ifaces).encode("utf-8"))
+    new = pfs.reconcile(root, fw, name, now=0)["root"]
+    out = []
+    for title, section, tag, managed in (("aliases", "aliases", "alias", pfs.is_managed_alias),
+                                         ("filter rules", "filter", "rule", pfs.is_managed_rule),
+                                         ("NAT rules", "nat", "rule", pfs.is_managed_rule)):
+        elems = [e for e in (new.find(section) if new.find(section) is not None else []) if e.tag == tag and managed(e)]
+        if elems:
+            out.append("<!-- %s of firewall %s -->\n" % (title, name))
+        for elem in elems:
+            for stamp in elem.findall("created") + elem.findall("updated"):
+                elem.remove(stamp)
+            out.append(pfs.dump_element(elem))
     return "".join(out)
 
 
