@@ -108,13 +108,15 @@ def test_deploy_from_empty_then_noop(topology, tmp_path):
     hosts = hosts_of(topology)
     first = deploy(tmp_path, topology, state={})
     assert first.proc.returncode == 0, first.out
-    assert sorted(c["host"] for c in first.reads) == sorted(hosts)
+    # two reads per server: the check before any change (the apply plans against it) and the
+    # post-apply verification
+    assert sorted(c["host"] for c in first.reads) == sorted(hosts + hosts)
     assert len(first.writes) == sum(len(golden(topology, h)) for h in hosts)
     for h in hosts:
         sent = [c["args"] for c in first.writes if c["host"] == h]
         assert sent == golden(topology, h)          # exactly the reviewed parameter sets, in order
         assert norm_state(first.state[h]) == norm_state(golden(topology, h))
-        assert first.recap(h)["changed"] == 1
+        assert first.recap(h)["changed"] == 2          # the check found drift, the apply changed it
     # the read is the same call in every run, with the group and the desired names
     for c in first.reads:
         assert c["args"]["parameters"]["Group"] == DEFAULT_GROUP
@@ -205,11 +207,10 @@ def test_check_mode_reports_everything_and_changes_nothing(tmp_path):
     state["ae1"].append(RDP)                                               # outside the group
     result = single(tmp_path, state, "--check", "--diff")
     assert result.proc.returncode == 0, result.out
-    # the read runs for real (check_mode: false on the task: it only reads); every write in check mode
+    # the read runs for real (check_mode: false on the task: it only reads); the deploy's check is
+    # read + plan (ocs_windows_firewall_plan_only): no win_firewall_rule call at all, one remote call
     assert [c["check_mode"] for c in result.reads] == [False]
-    assert result.writes and all(c["check_mode"] for c in result.writes)
-    assert sorted((c["args"]["name"], c["args"]["state"]) for c in result.writes) == sorted([
-        ("OCS edge stale", "absent"), ("OCS edge central-t14-f5-in", "present"), ("OCS edge central-t14-f5-out", "present")])
+    assert result.writes == []
     assert result.state == state                                           # nothing changed
     assert result.recap("ae1")["changed"] >= 1
     for name in ("OCS edge stale", "OCS edge central-t14-f5-in", "OCS edge central-t14-f5-out"):
@@ -244,7 +245,7 @@ def test_state_absent_removes_the_group_only(tmp_path):
     result = single(tmp_path, state, "-e", "ocs_windows_firewall_state=absent")
     assert result.proc.returncode == 0, result.out
     assert result.state["ae1"] == [RDP]
-    assert [c["args"]["parameters"]["Names"] for c in result.reads] == [[]]
+    assert [c["args"]["parameters"]["Names"] for c in result.reads] == [[], []]     # check, verification
 
 
 # ------------------------------------------------------------------ validation before any change
