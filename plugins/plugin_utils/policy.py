@@ -563,7 +563,6 @@ def _array_sites(arrays, site_kinds, chk):
                      % (arr["site"], ", ".join(sorted(site_kinds))))
 
 
-
 def _platform_inputs(hostvars, firewalls, servers, chk):
     """The platform checks of every firewall's and host firewall's inputs, before any rule exists."""
     for name, fw in sorted(firewalls.items()):
@@ -573,6 +572,7 @@ def _platform_inputs(hostvars, firewalls, servers, chk):
             mgmt = _management(hostvars[name], srv["host_firewall"], "host %s" % name, _Checker())
             _platform_checks(name, {"management": mgmt}, srv["host_firewall"],
                              _platform_limits(srv["host_firewall"]), chk)
+
 
 def _platform_limits(platform):
     """What `platform` refuses: the platform table's comment limit, and ANY_MANAGEMENT_NETWORK.
