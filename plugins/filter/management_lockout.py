@@ -14,7 +14,7 @@ from ansible.errors import AnsibleFilterError
 def _ports(values):
     out = []
     for value in values or ["22"]:
-        lo, _, hi = str(value).partition("-")
+        lo, _ignored, hi = str(value).partition("-")
         out.append((int(lo), int(hi or lo)))
     return out
 

@@ -50,7 +50,7 @@ def _ports(values):
         return None
     out = []
     for v in (values if isinstance(values, (list, tuple)) else [values]):
-        lo, _, hi = str(v).partition("-")
+        lo, _ignored, hi = str(v).partition("-")
         out.append((int(lo), int(hi or lo)))
     return out
 
@@ -79,10 +79,9 @@ def policy_flows(firewall):
 def flow_text(flow):
     def addrs(v):
         return "any" if v is None else ",".join(str(n) for n in v)
-    ports = "any" if flow["dport"] is None else ",".join("%d" % a if a == b else "%d-%d" % (a, b)
-                                                          for a, b in flow["dport"])
-    return "%s (%s %s -> %s port %s)" % (flow["id"], flow["proto"] or "any", addrs(flow["src"]),
-                                          addrs(flow["dst"]), ports)
+    ranges = flow["dport"] or []
+    ports = "any" if flow["dport"] is None else ",".join("%d" % a if a == b else "%d-%d" % (a, b) for a, b in ranges)
+    return "%s (%s %s -> %s port %s)" % (flow["id"], flow["proto"] or "any", addrs(flow["src"]), addrs(flow["dst"]), ports)
 
 
 # ------------------------------------------------------------------- relations
@@ -379,10 +378,12 @@ def ipt_nat_findings(save_text, addresses):
         if line.startswith("*"):
             in_nat = line == "*nat"
             continue
-        parsed = iptlib.parse_rule_line(line) if in_nat else None
+        if not in_nat:
+            continue
+        parsed = iptlib.parse_rule_line(line)
         if parsed is None:
             continue
-        chain, rule = parsed
+        chain, rule = parsed[0], parsed[1]
         matches, target, _comment = rule["key"]
         tname = (target or "").split(" ")[0]
         kind = "src" if tname in ("MASQUERADE", "SNAT") else "dst" if tname in ("DNAT", "REDIRECT") else None

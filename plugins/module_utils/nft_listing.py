@@ -97,7 +97,7 @@ def _other_objects(text, family, name):
         if line.startswith("\t") and not line.startswith("\t\t") and line.rstrip().endswith("{"):
             decl = line.strip()[:-1].strip()
             if not decl.startswith(_MODELLED):
-                kind, _, oname = decl.rpartition(" ")      # "counter sneaky", "ct helper ftp"
+                kind, _ignored, oname = decl.rpartition(" ")      # "counter sneaky", "ct helper ftp"
                 out.append({(kind or "object").replace(" ", "_"): {"family": family, "table": name, "name": oname}})
     return out
 

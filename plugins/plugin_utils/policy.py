@@ -56,9 +56,10 @@ OTHER_VARS = (
     "ocs_firewall", "ocs_firewall_name",
     "ocs_nftables_table", "ocs_nftables_state", "ocs_nftables_input_policy", "ocs_nftables_output_policy",
     "ocs_nftables_allow_icmp", "ocs_nftables_persist_path", "ocs_nftables_persist_conf",
-    "ocs_nftables_manage_package", "ocs_nftables_result",
+    "ocs_nftables_manage_package", "ocs_nftables_result", "ocs_nftables_boot_loader",
     "ocs_iptables_chain_prefix", "ocs_iptables_state", "ocs_iptables_input_policy", "ocs_iptables_output_policy",
     "ocs_iptables_allow_icmp", "ocs_iptables_persist_path", "ocs_iptables_manage_package", "ocs_iptables_result",
+    "ocs_iptables_boot_loader", "ocs_iptables_boot_loaders",
     "ocs_pfsense_state", "ocs_pfsense_config_path", "ocs_pfsense_backup_dir", "ocs_pfsense_cache_file",
     "ocs_pfsense_lock_file", "ocs_pfsense_reload_command", "ocs_pfsense_username", "ocs_pfsense_result",
     "ocs_pfsense_standin",
@@ -562,7 +563,6 @@ def _array_sites(arrays, site_kinds, chk):
                      % (arr["site"], ", ".join(sorted(site_kinds))))
 
 
-
 def _platform_inputs(hostvars, firewalls, servers, chk):
     """The platform checks of every firewall's and host firewall's inputs, before any rule exists."""
     for name, fw in sorted(firewalls.items()):
@@ -572,6 +572,7 @@ def _platform_inputs(hostvars, firewalls, servers, chk):
             mgmt = _management(hostvars[name], srv["host_firewall"], "host %s" % name, _Checker())
             _platform_checks(name, {"management": mgmt}, srv["host_firewall"],
                              _platform_limits(srv["host_firewall"]), chk)
+
 
 def _platform_limits(platform):
     """What `platform` refuses: the platform table's comment limit, and ANY_MANAGEMENT_NETWORK.

@@ -320,7 +320,7 @@ def test_deploy_playbook_on_single_site_fw_int(netns, tmp_path):
     ns = netns.first
     before = add_others(ns)
     argv = deploy_argv(ns, "single_site", "fw-int", ["ocs_iptables_persist_path=%s" % (tmp_path / "rules.v4"),
-                                                    "ocs_iptables_boot_loader=false"])
+                                                     "ocs_iptables_boot_loader=false"])
     doc, proc = run_ansible(argv)
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert doc["stats"]["fw-int"]["changed"] >= 1

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from netns_harness import (REPO, connect, markers, module_result, netns_fixture, playbook, router_firewall,
+from netns_harness import (connect, markers, module_result, netns_fixture, playbook, router_firewall,
                            router_topology, run, run_ansible, servers, ANSIBLE_PLAYBOOK)
 
 pytestmark = markers("nftables and iptables", ("ip", "nft", "iptables", "iptables-save", "iptables-restore"))
@@ -172,14 +172,14 @@ def test_foreign_rule_dropping_a_flow_is_named_and_accepting_chain_is_reported(n
     ns = netns.first
     nft_file(ns, tmp_path, """
 table inet other {
-	chain ofwd {
-		type filter hook forward priority 10; policy accept;
-		ip daddr 172.16.1.31 tcp dport 5061 drop comment "blocks the seed"
-	}
-	chain inp {
-		type filter hook input priority 10; policy accept;
-		ip saddr 192.0.2.0/24 drop
-	}
+    chain ofwd {
+        type filter hook forward priority 10; policy accept;
+        ip daddr 172.16.1.31 tcp dport 5061 drop comment "blocks the seed"
+    }
+    chain inp {
+        type filter hook input priority 10; policy accept;
+        ip saddr 192.0.2.0/24 drop
+    }
 }
 """)
     res = nft_run(ns, tmp_path, nft_args(fw("nftables"), tmp_path), check=True)
@@ -192,11 +192,11 @@ def test_fail2ban_like_set_is_a_warning_not_a_failure(netns, tmp_path):
     ns = netns.first
     nft_file(ns, tmp_path, """
 table inet f2b {
-	set banned { type ipv4_addr; elements = { 192.0.2.66 } }
-	chain input {
-		type filter hook input priority -1; policy accept;
-		ip saddr @banned drop
-	}
+    set banned { type ipv4_addr; elements = { 192.0.2.66 } }
+    chain input {
+        type filter hook input priority -1; policy accept;
+        ip saddr @banned drop
+    }
 }
 """)
     res = nft_run(ns, tmp_path, nft_args(fw("nftables"), tmp_path))
@@ -211,10 +211,10 @@ def test_masquerade_of_av_edge_address_stops_the_deploy(netns, tmp_path):
     firewall = fw("nftables", rules=[AV_RULE])
     nft_file(ns, tmp_path, """
 table ip natted {
-	chain post {
-		type nat hook postrouting priority 100; policy accept;
-		ip saddr 203.0.113.32/28 masquerade comment "hides the AV edge"
-	}
+    chain post {
+        type nat hook postrouting priority 100; policy accept;
+        ip saddr 203.0.113.32/28 masquerade comment "hides the AV edge"
+    }
 }
 """)
     res = nft_run(ns, tmp_path, nft_args(firewall, tmp_path), check=True)
@@ -233,10 +233,10 @@ def test_masquerade_not_matching_av_edge_is_ignored(netns, tmp_path):
     ns = netns.first
     nft_file(ns, tmp_path, """
 table ip natted {
-	chain post {
-		type nat hook postrouting priority 100; policy accept;
-		ip saddr 10.0.0.0/8 masquerade
-	}
+    chain post {
+        type nat hook postrouting priority 100; policy accept;
+        ip saddr 10.0.0.0/8 masquerade
+    }
 }
 """)
     res = nft_run(ns, tmp_path, nft_args(fw("nftables", rules=[AV_RULE]), tmp_path))
@@ -334,7 +334,7 @@ def test_two_concurrent_iptables_runs_leave_one_jump_per_chain(netns, tmp_path):
 
     def one():
         results.append(ipt_run(ns, tmp_path, args))
-    threads = [threading.Thread(target=one) for _ in range(2)]
+    threads = [threading.Thread(target=one) for _ignored in range(2)]
     for t in threads:
         t.start()
     for t in threads:
@@ -443,7 +443,7 @@ def _ssh_lab(netns, tmp_path):
         "ansible_ssh_private_key_file": str(key), "ansible_python_interpreter": sys.executable,
         "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
                                    "-o ControlMaster=no -o ControlPath=none"}}}}))
-    for _ in range(50):
+    for _ignored in range(50):
         if run(["ip", "netns", "exec", fwns, "ss", "-ltn"], check=False).stdout.count(":2222"):
             break
         time.sleep(0.1)
@@ -575,10 +575,10 @@ def test_no_nat_of_the_policy_names_the_av_edge_addresses(netns, tmp_path):
     ns = netns.first
     nft_file(ns, tmp_path, """
 table ip natted {
-	chain post {
-		type nat hook postrouting priority 100; policy accept;
-		ip saddr 198.51.100.7 masquerade comment "hides the listed address"
-	}
+    chain post {
+        type nat hook postrouting priority 100; policy accept;
+        ip saddr 198.51.100.7 masquerade comment "hides the listed address"
+    }
 }
 """)
     no_nat = [{"address": "198.51.100.7", "roles": ["av_edge"]}, {"address": "203.0.113.40", "roles": ["reverse_proxy"]}]

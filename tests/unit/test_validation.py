@@ -221,7 +221,7 @@ def test_every_error_at_once_with_a_bad_topology():
         _set_all(hv, "ocs_topology", "star")
         hv["ae1"]["ocs_internal_ip"] = "0.0.0.0"
         hv["wc1"]["ocs_edge_role"] = ["x"]
-    _, errors = broken("single_site", many)
+    _ignored, errors = broken("single_site", many)
     assert any(e.startswith("group_vars: ocs_topology:") for e in errors)
     assert any(e.startswith("host ae1: ocs_internal_ip: 0.0.0.0") for e in errors)
     assert any(e.startswith("host wc1: ocs_edge_role:") for e in errors)

@@ -250,7 +250,7 @@ def check(topology, hv, host, var, value):
 
 _TRUE = ("true", "yes", "on", "y", "t", "1")
 _NOT_A_HOST = [ipaddress.ip_network(n) for n in ("0.0.0.0/8", "127.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4",
-                                                  "240.0.0.0/4")]
+                                                 "240.0.0.0/4")]
 
 
 def _oracles(policy, hv, host, var, value):
