@@ -141,7 +141,7 @@ def test_intranet_443_note_errors():
     assert any("ocs_intranet_networks: is required when ocs_reverse_proxy_intranet_443_outbound is on" in e
                for e in errors(with_all(base, ocs_reverse_proxy_intranet_443_outbound=True)))
     # the policy's strict boolean: Ansible's words are booleans, anything else an error
-    assert any("ocs_reverse_proxy_intranet_443_outbound: must be a boolean (true/false), got str 'maybe'" in e
+    assert any("ocs_reverse_proxy_intranet_443_outbound: must be a boolean (true/false), got a string 'maybe'" in e
                for e in errors(with_all(base, ocs_reverse_proxy_intranet_443_outbound="maybe")))
     yes = with_all(base, ocs_reverse_proxy_intranet_443_outbound="yes", ocs_intranet_networks=["10.10.0.0/16"])
     assert "central-t13-note443-int" in rules_by_id(build_policy(yes))
