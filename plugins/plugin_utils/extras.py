@@ -20,8 +20,8 @@ DEPLOYMENT_VARS = ("ocs_director_members", "ocs_reverse_proxy_intranet_443_outbo
                    "ocs_intranet_networks", "ocs_extra_rules")
 HOST_VARS = ("ocs_role_ports",)
 
-_EXTRA_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,23}$")
-_SERVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./()-]{0,23}$")
+_EXTRA_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,23}")
+_SERVICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./()-]{0,23}")
 _EXTRA_KEYS = {"name", "site", "firewall", "direction", "protocol", "service", "local_addresses",
                "local_ports", "remote_addresses", "remote_ports", "reason"}
 # The page's external listening port that OCS 2007 R2 lets each role move (figures 1, 4, 6, 8).
@@ -107,11 +107,18 @@ def role_ports(hostvars, servers, chk):
             var = "ocs_role_ports.%s" % role
             if role not in srv["roles"]:
                 chk.fail(where, var, "%r is not one of this server's ocs_edge_roles %s" % (role, list(srv["roles"])))
-            elif isinstance(port, bool) or not re.fullmatch(r"\d{1,5}", str(port)) or not 0 < int(port) < 65536:
+            elif not _is_port(port):
                 chk.fail(where, var, "%r is not a TCP port number" % (port,))
             else:
                 out.setdefault(name, {})[role] = str(int(port))
     return out
+
+
+def _is_port(port):
+    """A TCP port 1-65535 as an int or ASCII digits (no bool, no float, no "443\\n")."""
+    if isinstance(port, bool) or not isinstance(port, (int, str)):
+        return False
+    return re.fullmatch(r"[0-9]{1,5}", str(port)) is not None and 0 < int(port) < 65536
 
 
 def apply_role_ports(rules, ports, chk, warnings):
@@ -166,10 +173,8 @@ def shared_address_conflicts(rules, chk):
 
 def intranet_443_rules(dep, site_kinds, chk):
     """The reverse-proxy tables' note: intranet users -> Internet 443/TCP, both firewalls."""
-    flag = dep["ocs_reverse_proxy_intranet_443_outbound"]
-    if not isinstance(flag, bool):
-        chk.fail("group_vars", "ocs_reverse_proxy_intranet_443_outbound", "must be true or false, got %r" % (flag,))
-        return []
+    flag = chk.boolean(dep["ocs_reverse_proxy_intranet_443_outbound"], "group_vars",
+                       "ocs_reverse_proxy_intranet_443_outbound")
     if not flag:
         return []
     nets = _addresses(dep.get("ocs_intranet_networks"), "ocs_intranet_networks", chk, allow_any=False)
@@ -215,24 +220,25 @@ def extra_rules(value, site_kinds, chk):
 
 def _extra_rule(spec, where, site_kinds, chk):
     n = len(chk.errors)
-    unknown = sorted(set(spec) - _EXTRA_KEYS)
+    # keys may be of any type (an int beside a str): compare and sort them as text
+    unknown = sorted((k for k in spec if k not in _EXTRA_KEYS), key=repr)
     if unknown:
         chk.fail("group_vars", where, "unknown key(s) %s; known: %s" % (unknown, ", ".join(sorted(_EXTRA_KEYS))))
     name = spec.get("name")
-    if not isinstance(name, str) or not _EXTRA_NAME.match(name):
+    if not isinstance(name, str) or not _EXTRA_NAME.fullmatch(name):
         chk.fail("group_vars", where + ".name", "%r must be a short plain name (a-z, 0-9, '_', '-', up to 24)" % (name,))
     site = spec.get("site", "central")
-    if site not in site_kinds:
+    if not isinstance(site, str) or site not in site_kinds:
         chk.fail("group_vars", where + ".site", "%r is not a site of this deployment (%s)" % (site, ", ".join(sorted(site_kinds))))
     choices = {"firewall": ("internal", "external"), "direction": ("inbound", "outbound"), "protocol": ("tcp", "udp")}
     for key, allowed in choices.items():
         if spec.get(key) not in allowed:
             chk.fail("group_vars", "%s.%s" % (where, key), "%r is not one of %s" % (spec.get(key), ", ".join(allowed)))
     service = spec.get("service", name)
-    if not isinstance(service, str) or not _SERVICE.match(service):
+    if not isinstance(service, str) or not _SERVICE.fullmatch(service):
         chk.fail("group_vars", where + ".service", "%r must be a short label (letters, digits, _./()-)" % (service,))
     reason = spec.get("reason")
-    if not isinstance(reason, str) or not reason.strip() or re.search(r"[\x00-\x1f]", reason):
+    if not isinstance(reason, str) or not reason.strip() or re.search(r"[\x00-\x1f\x7f]", reason):
         chk.fail("group_vars", where + ".reason", "is required: one line saying why the site needs this rule")
     local = _addresses(spec.get("local_addresses"), where + ".local_addresses", chk)
     remote = _addresses(spec.get("remote_addresses"), where + ".remote_addresses", chk)
@@ -248,7 +254,8 @@ def _addresses(value, var, chk, allow_any=True):
     """None ("any") or a sorted list of IPv4 addresses / CIDRs."""
     if value is None or value == "any":
         if not allow_any:
-            chk.fail("group_vars", var, "is required: the list of intranet networks (CIDRs)")
+            chk.fail("group_vars", var, "is required when ocs_reverse_proxy_intranet_443_outbound is on: "
+                     "the list of intranet networks (CIDRs)")
         return None
     if not isinstance(value, (list, tuple)) or not value:
         chk.fail("group_vars", var, "must be a non-empty list of IPv4 addresses/CIDRs, or any")
@@ -264,7 +271,9 @@ def _port_list(value, var, chk):
     items = value if isinstance(value, (list, tuple)) else [value]
     out = []
     for i, item in enumerate(items):
-        m = re.fullmatch(r"(\d{1,5})(?:-(\d{1,5}))?", str(item)) if not isinstance(item, bool) else None
+        m = re.fullmatch(r"([0-9]{1,5})(?:-([0-9]{1,5}))?", item) if isinstance(item, str) else None
+        if isinstance(item, int) and not isinstance(item, bool):
+            m = re.fullmatch(r"([0-9]{1,5})()", str(item))
         lo, hi = (int(m.group(1)), int(m.group(2) or m.group(1))) if m else (0, 0)
         if not m or not 0 < lo <= hi < 65536:
             chk.fail("group_vars", "%s[%d]" % (var, i), "%r is not a port or a range N-M (1-65535)" % (item,))

@@ -138,10 +138,47 @@ def test_intranet_443_note_is_opt_in_on_both_firewalls():
 
 def test_intranet_443_note_errors():
     base = example("single_site")
-    assert any("ocs_intranet_networks: is required" in e
+    assert any("ocs_intranet_networks: is required when ocs_reverse_proxy_intranet_443_outbound is on" in e
                for e in errors(with_all(base, ocs_reverse_proxy_intranet_443_outbound=True)))
-    assert any("ocs_reverse_proxy_intranet_443_outbound: must be true or false, got 'yes'" in e
-               for e in errors(with_all(base, ocs_reverse_proxy_intranet_443_outbound="yes")))
+    # the policy's strict boolean: Ansible's words are booleans, anything else an error
+    assert any("ocs_reverse_proxy_intranet_443_outbound: must be a boolean (true/false), got a string 'maybe'" in e
+               for e in errors(with_all(base, ocs_reverse_proxy_intranet_443_outbound="maybe")))
+    yes = with_all(base, ocs_reverse_proxy_intranet_443_outbound="yes", ocs_intranet_networks=["10.10.0.0/16"])
+    assert "central-t13-note443-int" in rules_by_id(build_policy(yes))
+    assert build_policy(with_all(base, ocs_reverse_proxy_intranet_443_outbound="off")) == build_policy(base)
+
+
+def test_extras_hostile_values_are_named_errors_not_tracebacks():
+    """Traceback classes the property suite found: each is now an error naming group_vars/host and the variable."""
+    base = example("single_site")
+    cases = [
+        # mixed key types in one extra rule (sorted() of int and str)
+        (dict(ocs_extra_rules=[{"eth0": None, 0: None}]), "ocs_extra_rules[0]: unknown key(s) ['eth0', 0]"),
+        # an unhashable site (dict membership)
+        (dict(ocs_extra_rules=[{"name": "dns", "site": ["central"], "firewall": "internal", "direction": "inbound",
+                                "protocol": "udp", "reason": "r"}]), "ocs_extra_rules[0].site"),
+        # names and labels matched whole: a trailing newline is not a name
+        (dict(ocs_extra_rules=[{"name": "dns\n", "firewall": "internal", "direction": "inbound",
+                                "protocol": "udp", "reason": "r"}]), "ocs_extra_rules[0].name"),
+        (dict(ocs_extra_rules=[{"name": "dns", "service": "DNS\n", "firewall": "internal", "direction": "inbound",
+                                "protocol": "udp", "reason": "r"}]), "ocs_extra_rules[0].service"),
+        # ports: ASCII digits only, no float, no non-ASCII digit
+        (dict(ocs_extra_rules=[{"name": "dns", "firewall": "internal", "direction": "inbound", "protocol": "udp",
+                                "local_ports": [53.0], "reason": "r"}]), "ocs_extra_rules[0].local_ports[0]"),
+        (dict(ocs_extra_rules=[{"name": "dns", "firewall": "internal", "direction": "inbound", "protocol": "udp",
+                                "local_ports": ["\uff15\uff13"], "reason": "r"}]), "ocs_extra_rules[0].local_ports[0]"),
+        (dict(ocs_extra_rules=[{"name": "dns", "firewall": "internal", "direction": "inbound", "protocol": "udp",
+                                "local_ports": ["53\n"], "reason": "r"}]), "ocs_extra_rules[0].local_ports[0]"),
+    ]
+    for values, expected in cases:
+        errs = errors(with_all(base, **values))
+        assert any(e.startswith("group_vars: " + expected) for e in errs), (values, errs)
+    edge = next(h for h, v in base.items() if "access_edge" in (v.get("ocs_edge_roles") or []))
+    for port in (443.0, "\uff14\uff14\uff13", "8443\n", True):
+        hv = copy.deepcopy(base)
+        hv[edge]["ocs_role_ports"] = {"access_edge": port}
+        errs = errors(hv)
+        assert any(e.startswith("host %s: ocs_role_ports.access_edge" % edge) for e in errs), (port, errs)
 
 
 # ------------------------------------------------------------------ extra rules

@@ -93,7 +93,32 @@ SHAPED = {
                                                texts, max_size=3),
     "ocs_sites": st.dictionaries(texts, st.fixed_dictionaries({"kind": st.one_of(
         st.sampled_from(["central", "remote"]), texts)}), max_size=3),
+    "ocs_director_members": st.lists(st.one_of(st.sampled_from(ADDRESSES), texts), max_size=3),
+    "ocs_role_ports": st.dictionaries(st.sampled_from(ROLES), st.one_of(
+        st.sampled_from(PORTS), st.integers(-1, 70000), st.floats(), texts), max_size=2),
+    "ocs_reverse_proxy_intranet_443_outbound": st.one_of(st.sampled_from(WORDS), st.booleans(), values),
+    "ocs_intranet_networks": st.lists(st.one_of(st.sampled_from(ADDRESSES), texts), max_size=3),
 }
+# ocs_extra_rules: a valid rule with one field (or one key) hostile, so the field checks are reached.
+_EXTRA_RULE = {"name": "dns", "site": "central", "firewall": "internal", "direction": "outbound",
+               "protocol": "udp", "service": "DNS", "local_addresses": ["10.10.1.10"], "local_ports": ["53"],
+               "remote_addresses": ["10.10.0.0/16"], "remote_ports": ["1024-65535"], "reason": "site DNS"}
+
+
+@st.composite
+def _extra_rules(draw):
+    rule = dict(_EXTRA_RULE)
+    field = draw(st.sampled_from(sorted(rule) + ["<key>"]))
+    if field == "<key>":
+        rule[draw(st.one_of(texts, st.integers(0, 3)))] = draw(values)
+    elif field.endswith(("_addresses", "_ports")) and draw(st.booleans()):
+        rule[field] = draw(st.lists(st.one_of(st.sampled_from(ADDRESSES + PORTS), texts, scalars), max_size=3))
+    else:
+        rule[field] = draw(st.one_of(texts, values))
+    return [rule] + ([dict(_EXTRA_RULE)] if draw(st.booleans()) else [])
+
+
+SHAPED["ocs_extra_rules"] = _extra_rules()
 
 
 # ------------------------------------------------------------------ mutations
@@ -241,8 +266,11 @@ def check(topology, hv, host, var, value):
     # Inventory text reaches the renders only through the policy: every string in it (but the
     # warnings, which quote values) is a name, an address, a port or the seed's own words.
     for path, text in _strings(policy):
-        if path[0] == "warnings":
+        if path[0] == "warnings" or path[-1] == "reason":  # quoted values; a site rule's own one-line reason
             assert "\n" not in text and "\r" not in text, text
+        elif path[-1] == "comment":   # the extras' own wording around validated names
+            text = text.replace("extra rule, not on the seed page", "").replace("note, opt-in", "")
+            assert _SAFE_TEXT.fullmatch(text), "foreign token %r at %s" % (text, "/".join(map(str, path)))
         else:
             assert _SAFE_TEXT.fullmatch(text), "foreign token %r at %s" % (text, "/".join(map(str, path)))
     return "policy"
@@ -260,7 +288,10 @@ def _oracles(policy, hv, host, var, value):
         assert value is True or value == 1 or (isinstance(value, str) and value.strip().lower() in _TRUE), value
     for rule in policy["rules"]:
         for addr in (rule["local_addresses"] or []) + (rule["remote_addresses"] or []):
-            ip = ipaddress.ip_address(addr)           # an address, never a network
+            if (rule.get("extra") or rule.get("note")) and "/" in addr:  # site rules take canonical CIDRs
+                assert str(ipaddress.IPv4Network(addr)) == addr, addr
+                continue
+            ip = ipaddress.ip_address(addr)           # a server's address, never a network
             assert not any(ip in n for n in _NOT_A_HOST), addr
     for name, fw in policy["firewalls"].items():
         assert fw["management"]["ports"] or fw["platform"] in ("pfsense", "windows") or not fw["management"]["sources"]
