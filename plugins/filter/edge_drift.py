@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.plain import plain
 from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.deploy_summary import (
     deploy_summary,
     summary_markdown,
@@ -24,21 +25,6 @@ from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.drift import (
 )
 
 
-def _plain(value):
-    """Ansible's lazy/tagged containers -> plain dicts, lists and scalars."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, int):
-        return int(value)
-    return value
-
-
 def edge_drift_report(hostvars, firewalls, kind="drift", fact="ocs_firewall_check"):
     """`hostvars | ocs.edge_firewall.edge_drift_report(ocs_policy.firewalls.keys())` -> the report."""
     if not isinstance(hostvars, Mapping):
@@ -47,31 +33,31 @@ def edge_drift_report(hostvars, firewalls, kind="drift", fact="ocs_firewall_chec
     checks = {}
     for name in names:
         if name in hostvars and fact in hostvars[name]:
-            checks[name] = _plain(hostvars[name][fact])
+            checks[name] = plain(hostvars[name][fact])
     return build_report(checks, names, str(kind))
 
 
 def edge_drift_junit(report):
-    return report_junit(_plain(report))
+    return report_junit(plain(report))
 
 
 def edge_drift_markdown(report):
-    return report_markdown(_plain(report))
+    return report_markdown(plain(report))
 
 
 def edge_deploy_summary(preflight, hostvars, verify=None, allow_partial=False, fact="ocs_firewall_apply"):
     """`ocs_preflight | ocs.edge_firewall.edge_deploy_summary(hostvars, verify=ocs_verify)` -> the summary."""
-    pre = _plain(preflight)
+    pre = plain(preflight)
     applies = {}
     for entry in pre["firewalls"]:
         name = entry["firewall"]
         if name in hostvars and fact in hostvars[name]:
-            applies[name] = _plain(hostvars[name][fact])
-    return deploy_summary(pre, applies, _plain(verify) if verify else None, bool(allow_partial))
+            applies[name] = plain(hostvars[name][fact])
+    return deploy_summary(pre, applies, plain(verify) if verify else None, bool(allow_partial))
 
 
 def edge_deploy_summary_markdown(summary):
-    return summary_markdown(_plain(summary))
+    return summary_markdown(plain(summary))
 
 
 class FilterModule:

@@ -11,19 +11,9 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.plain import plain
 from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.flowquery import compare, evaluate, format_answer
 from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.policy import load_catalog
-
-
-def _plain(value):
-    """Ansible's lazy/tagged containers -> plain dicts, lists and scalars."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, str):
-        return str(value)
-    return value
 
 
 def _opt(value):
@@ -35,7 +25,7 @@ def _live_states(live):
     """{host: live_rules result (registered) or its "live"} -> {host: live state}; hosts whose
     read was skipped or failed are left out (judged by the policy, and said so)."""
     out, missing = {}, []
-    for host, value in (_plain(live) or {}).items():
+    for host, value in (plain(live) or {}).items():
         state = value.get("live", value) if isinstance(value, dict) else None
         if isinstance(state, dict) and "chains" in state:
             out[host] = state
@@ -54,7 +44,7 @@ def edge_flow_query(policy, src, dst, proto="tcp", dport=None, sport=None, src_z
     if not src or not dst:
         raise AnsibleFilterError("edge_flow_query: src and dst are required (addresses)")
     states, missing = _live_states(live) if live is not None else ({}, [])
-    policy = _plain(policy)
+    policy = plain(policy)
     question = (str(proto), str(src), str(dst), _opt(dport))
     options = dict(sport=_opt(sport), src_zone=_opt(src_zone), dst_zone=_opt(dst_zone), src_site=_opt(src_site),
                    dst_site=_opt(dst_site), catalog=load_catalog())

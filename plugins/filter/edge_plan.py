@@ -7,31 +7,15 @@ The logic is in plugins/plugin_utils/plan.py and plan_markdown.py.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.plain import plain
 from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.plan import (
     PLATFORM_OPTIONS,
     PlanError,
     build_plan,
 )
 from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.plan_markdown import plan_markdown
-
-
-def _plain(value):
-    """Ansible's lazy/tagged containers -> plain dicts, lists and scalars."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, int):
-        return int(value)
-    return value
 
 
 def _options(policy, hostvars):
@@ -41,22 +25,22 @@ def _options(policy, hostvars):
     for host in (policy.get("firewalls") or {}):
         if hostvars is not None and host in hostvars:
             hv = hostvars[host]
-            out[host] = {n: _plain(hv[n]) for n in names if n in hv}
+            out[host] = {n: plain(hv[n]) for n in names if n in hv}
     return out
 
 
 def edge_plan(policy, base, hostvars=None, base_label="base", new_label="inventory"):
     """`ocs_policy | ocs.edge_firewall.edge_plan(base_policy, hostvars=hostvars)` -> the plan dict."""
-    new = _plain(policy)
+    new = plain(policy)
     try:
-        return build_plan(_plain(base), new, _options(new, hostvars), str(base_label), str(new_label))
+        return build_plan(plain(base), new, _options(new, hostvars), str(base_label), str(new_label))
     except PlanError as exc:
         raise AnsibleFilterError(str(exc)) from None
 
 
 def edge_plan_markdown(plan):
     """`plan | ocs.edge_firewall.edge_plan_markdown` -> Markdown text."""
-    return plan_markdown(_plain(plan))
+    return plan_markdown(plain(plan))
 
 
 class FilterModule:

@@ -66,6 +66,19 @@ OTHER_VARS = (
     "ocs_windows_firewall_group", "ocs_windows_firewall_rule_prefix", "ocs_windows_firewall_profiles",
     "ocs_windows_firewall_state", "ocs_windows_firewall_plan_only", "ocs_windows_firewall_current_rules",
     "ocs_windows_firewall_desired", "ocs_windows_firewall_plan", "ocs_windows_firewall_read",
+    "ocs_windows_result",
+    # roles: Linux under faults, pfSense NAT / default deny / placement
+    "ocs_allow_management_lockout", "ocs_conntrack_flush", "ocs_foreign_rules_check", "ocs_nat_check",
+    "ocs_pfsense_default_deny", "ocs_pfsense_no_nat", "ocs_pfsense_no_nat_scope", "ocs_pfsense_placement",
+    "ocs_pfsense_placement_separator",
+    # deploy: check all, apply all or none, confirm, verify, summary (and the facts it sets)
+    "ocs_allow_partial", "ocs_apply_confirm_timeout", "ocs_apply_confirm_grace", "ocs_apply_confirm_guard_dir",
+    "ocs_apply_confirm_method", "ocs_verify_after_apply", "ocs_report_dir", "ocs_fail_on_drift",
+    "ocs_policy_targets", "ocs_firewall_check", "ocs_firewall_apply", "ocs_preflight", "ocs_stop",
+    "ocs_verify", "ocs_report", "ocs_deploy_summary",
+    # plan and flow query
+    "ocs_plan", "ocs_plan_base", "ocs_plan_base_label", "ocs_plan_base_policy", "ocs_plan_dir",
+    "ocs_plan_new_label", "ocs_flow_answer", "ocs_flow_live_answer", "ocs_flow_live_hosts", "ocs_live_read",
 )
 # Facts the lab and the molecule scenarios set on their own hosts.
 OTHER_VAR_PREFIXES = ("ocs_lab_", "ocs_verify_")
