@@ -25,7 +25,7 @@ description:
   - "Only the owned table / chains and the given files are restored; other tables and chains
     (docker, fail2ban) are never touched. In check mode nothing is armed."
 author:
-  - ocs.edge_firewall contributors
+  - OCS edge firewall maintainers (@ocs-edge)
 requirements:
   - nft or iptables-save/iptables-restore on the firewall, run as root
   - systemd-run for O(method=systemd)

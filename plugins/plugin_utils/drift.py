@@ -93,13 +93,13 @@ def report_junit(report):
            '  <testsuite name=%s tests="%d" failures="%d" errors="%d" skipped="%d">' % (
                quoteattr(suite), len(report["firewalls"]), s["drifted"], s["unreachable"] + s["failed"], s["not_checked"])]
     for e in report["firewalls"]:
-        out.append('    <testcase classname=%s name=%s>' % (quoteattr("ocs.edge_firewall.%s.%s" % (report["kind"], e["platform"])),
-                                                          quoteattr(e["firewall"])))
+        classname = quoteattr("ocs.edge_firewall.%s.%s" % (report["kind"], e["platform"]))
+        out.append('    <testcase classname=%s name=%s>' % (classname, quoteattr(e["firewall"])))
         if e["status"] == "drifted":
             out.append('      <failure type="drift" message=%s>%s</failure>' % (quoteattr(_counts(e)), escape(_details(e))))
         elif e["status"] in ("unreachable", "failed"):
-            out.append('      <error type=%s message=%s>%s</error>' % (quoteattr(e["status"]), quoteattr(e["message"][:500]),
-                                                                      escape(e["message"])))
+            out.append('      <error type=%s message=%s>%s</error>'
+                       % (quoteattr(e["status"]), quoteattr(e["message"][:500]), escape(e["message"])))
         elif e["status"] == "not_checked":
             out.append('      <skipped message="not in this run"/>')
         out.append('    </testcase>')
@@ -124,8 +124,9 @@ def report_markdown(report):
            "%d in sync, %d drifted, %d unreachable, %d failed, %d not checked." % (
                s["in_sync"], s["drifted"], s["unreachable"], s["failed"], s["not_checked"]), "",
            "| firewall | platform | status | created | updated | removed |", "| --- | --- | --- | ---: | ---: | ---: |"]
-    out += ["| %s | %s | %s | %d | %d | %d |" % (e["firewall"], e["platform"], e["status"].replace("_", " "),
-                                              len(e["created"]), len(e["updated"]), len(e["removed"]))
+    out += ["| %s | %s | %s | %d | %d | %d |"
+            % (e["firewall"], e["platform"], e["status"].replace("_", " "), len(e["created"]), len(e["updated"]),
+               len(e["removed"]))
             for e in report["firewalls"]]
     for e in report["firewalls"]:
         if e["status"] in ("unreachable", "failed"):

@@ -40,7 +40,7 @@ PLATFORM_OPTIONS = {
                               "ocs_iptables_output_policy", "ocs_iptables_allow_icmp")),
     "pfsense": ("pfsense", ()),
     "windows": ("windows", ("ocs_windows_firewall_group", "ocs_windows_firewall_profiles",
-                                     "ocs_windows_firewall_rule_prefix")),
+                            "ocs_windows_firewall_rule_prefix")),
 }
 ARTIFACT_SUFFIX = {"nftables": "nft", "iptables": "rules", "pfsense": "pfsense.xml", "windows": "windows.json"}
 
@@ -113,8 +113,8 @@ def _pfsense_artifact(fw, name, _o):
 
 def _windows_artifact(fw, name, o):
     sets = win.desired(fw, name=name, group=o["ocs_windows_firewall_group"],
-                              profiles=o["ocs_windows_firewall_profiles"],
-                              prefix=o["ocs_windows_firewall_rule_prefix"])
+                       profiles=o["ocs_windows_firewall_profiles"],
+                       prefix=o["ocs_windows_firewall_rule_prefix"])
     # one parameter set per line: a diff line names the rule it changes
     return "[\n" + ",\n".join(json.dumps(s, sort_keys=False) for s in sets) + "\n]\n"
 

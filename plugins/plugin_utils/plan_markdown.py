@@ -24,7 +24,7 @@ def _cell(value):
 
 def _rule_table(rules):
     out = ["| " + " | ".join(c.replace("_", " ") for c in RULE_COLUMNS) + " |",
-           "| " + " | ".join("---" for _ in RULE_COLUMNS) + " |"]
+           "| " + " | ".join("---" for column in RULE_COLUMNS) + " |"]
     out += ["| " + " | ".join(("`%s`" % r["id"]) if c == "id" else _cell(r.get(c)) for c in RULE_COLUMNS) + " |"
             for r in rules]
     return out
@@ -34,8 +34,8 @@ def _changed_table(changed):
     out = ["| id | table | figure | field | before | after |", "| --- | ---: | ---: | --- | --- | --- |"]
     for c in changed:
         for field, ba in c["fields"].items():
-            out.append("| `%s` | %s | %s | %s | %s | %s |" % (c["id"], c["table"], c["figure"], field,
-                                                            _cell(ba["before"]), _cell(ba["after"])))
+            out.append("| `%s` | %s | %s | %s | %s | %s |"
+                       % (c["id"], c["table"], c["figure"], field, _cell(ba["before"]), _cell(ba["after"])))
     return out
 
 

@@ -87,4 +87,4 @@ def controller_run(lab, argv, cwd, env=None, timeout=900):
     # SSH control sockets of this lab only: a master from another lab with the same address must not be reused
     env.setdefault("ANSIBLE_SSH_CONTROL_PATH_DIR", str(Path(lab["hosts"][next(iter(lab["hosts"]))]["vars"]["ansible_ssh_private_key_file"]).parent / "cp"))
     return subprocess.run(["ip", "netns", "exec", lab["controller"]] + list(argv), cwd=str(cwd), env=env,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)

@@ -4,7 +4,6 @@ nothing it does not own. The rollback program's iptables merge is also checked b
 import json
 import time
 
-import pytest
 
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import apply_guard as ag
 from netns_harness import markers, module_result, netns_fixture, playbook, run
@@ -26,7 +25,7 @@ def sh(ns, *argv, **kw):
 
 
 def wait_state(path, state, seconds):
-    for _ in range(int(seconds * 10)):
+    for attempt in range(int(seconds * 10)):  # pylint: disable=unused-variable
         if (path / state).exists():
             return True
         time.sleep(0.1)
@@ -36,7 +35,7 @@ def wait_state(path, state, seconds):
 def test_nftables_rolls_back_table_and_files_unless_confirmed(netns, tmp_path):
     ns = netns.first
     sh(ns, "nft", "add table inet ocs_edge; add chain inet ocs_edge input { type filter hook input priority 0; }; "
-              "add rule inet ocs_edge input tcp dport 22 accept comment \"before\"")
+       "add rule inet ocs_edge input tcp dport 22 accept comment \"before\"")
     sh(ns, "nft", "add table ip other; add chain ip other c; add rule ip other c tcp dport 23 accept")
     persisted = tmp_path / "ocs_edge.nft"
     persisted.write_text("before\n")
@@ -77,7 +76,7 @@ def test_confirmed_guard_does_not_roll_back(netns, tmp_path):
 
 def test_check_mode_arms_nothing(netns, tmp_path):
     ns = netns.first
-    doc, _ = playbook(ns, tmp_path, [{"name": "guard", "ocs.edge_firewall.apply_guard": {
+    doc, _proc = playbook(ns, tmp_path, [{"name": "guard", "ocs.edge_firewall.apply_guard": {
         "state": "armed", "timeout": 5, "guard_dir": str(tmp_path / "g"), "method": "process"}}], check=True)
     assert module_result(doc)["changed"] is False and not (tmp_path / "g" / "ocs_edge").exists()
 

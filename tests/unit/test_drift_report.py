@@ -19,8 +19,9 @@ DRIFTED = {"platform": "iptables", "state": "checked",
 
 
 def _report(kind="drift"):
-    checks = {"fw-a": IN_SYNC, "fw-b": DRIFTED, "fw-c": {"platform": "pfsense", "state": "unreachable",
-                                                        "message": "ssh: connect to host 192.0.2.9 port 22: timed out"},
+    unreachable = {"platform": "pfsense", "state": "unreachable",
+                   "message": "ssh: connect to host 192.0.2.9 port 22: timed out"}
+    checks = {"fw-a": IN_SYNC, "fw-b": DRIFTED, "fw-c": unreachable,
               "fw-d": {"platform": "nftables", "state": "failed", "message": "nft: syntax error"}}
     return build_report(checks, ["fw-a", "fw-b", "fw-c", "fw-d", "fw-e"], kind)
 

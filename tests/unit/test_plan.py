@@ -110,7 +110,7 @@ def test_pfsense_artifact_is_what_the_module_writes_into_config_xml():
                 for stamp in rule.findall("created") + rule.findall("updated"):
                     rule.remove(stamp)
                 written.append(pfs.dump_element(rule))
-        assert [chunk for chunk in written] == [c for c in _xml_chunks(art["text"])]
+        assert written == list(_xml_chunks(art["text"]))
 
 
 def _xml_chunks(text):
