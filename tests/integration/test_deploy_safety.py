@@ -31,6 +31,7 @@ def inventory(tmp_path, host_vars):
     fws = hosts["all"]["children"]["ocs_firewalls"]["hosts"]
     for name, hv in host_vars.items():
         state = tmp_path / ("state-%s" % name)
+        fws[name]["ocs_management_networks"] = ["10.77.1.0/24"]          # the controller is 10.77.1.1
         fws[name].update(hv, ocs_nftables_persist_path=str(state / "ocs_edge.nft"),
                          ocs_nftables_persist_conf=str(state / "nftables.conf"))
     edge = hosts["all"]["children"]["ocs_edge_servers"]["hosts"]
@@ -40,6 +41,7 @@ def inventory(tmp_path, host_vars):
     gv = yaml.safe_load((inv / "group_vars" / "all.yml").read_text())
     gv.pop("ocs_policy_export_dir")
     gv["ocs_linux_become"] = False
+    gv["ocs_nftables_boot_loader"] = False                              # namespaces have no init to enable
     (inv / "group_vars" / "all.yml").write_text(yaml.safe_dump(gv))
     return inv
 
@@ -66,7 +68,7 @@ def test_unreachable_firewall_stops_the_deploy_unless_partial_is_allowed(netns, 
 
         proc, fws, summary = deploy(lab, tmp_path, inv)
         assert proc.returncode != 0
-        assert summary["status"] == "stopped"
+        assert summary["status"] == "stopped", proc.stdout[-6000:]
         assert fws["fw-int"]["outcome"] == "not_reached" and fws["fw-ext"]["outcome"] == "not_applied"
         assert table(ext["ns"]) is None                                      # nothing changed anywhere
         assert "deploy stopped: fw-ext not_applied, fw-int not_reached" in proc.stdout
@@ -101,11 +103,16 @@ def test_apply_is_confirmed_or_rolled_back_by_the_firewall(netns, tmp_path):
         time.sleep(22)                                                      # past the deadline: nothing happens
         assert table(fw["ns"]) == before
 
-        # a change that cuts the management path: the new connection cannot confirm it
+        # a change that cuts the management path: the lockout guard refuses it, nothing changes ...
         cut = dict(fw["vars"], ocs_management_networks=["192.0.2.0/24"])
         inv = inventory(tmp_path, {"fw-int": cut})
-        started = time.time()
         proc, fws, summary = deploy(lab, tmp_path, inv, *args)
+        assert proc.returncode != 0 and "would cut the connection Ansible is using" in proc.stdout
+        assert table(fw["ns"]) == before
+
+        # ... and forced past the guard, the new connection cannot confirm it: the firewall rolls back
+        started = time.time()
+        proc, fws, summary = deploy(lab, tmp_path, inv, *args, "-e", "ocs_allow_management_lockout=true")
         assert proc.returncode != 0
         assert fws["fw-int"]["outcome"] == "rolled_back", fws
         assert fws["fw-int"]["guard"] == "rolled_back"
