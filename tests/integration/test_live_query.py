@@ -31,8 +31,14 @@ CASES = {
 }
 
 
-def _deploy(ns, fw):
-    doc, proc = run_ansible(deploy_argv(ns, "multi_site", fw, ["ocs_linux_become=false"]))
+def _deploy(ns, fw, tmp_path):
+    # persisted files under tmp_path, never the machine's /etc; namespaces have no init to enable
+    doc, proc = run_ansible(deploy_argv(ns, "multi_site", fw, [
+        "ocs_linux_become=false", "ocs_nftables_boot_loader=false", "ocs_iptables_boot_loader=false",
+        "ocs_nftables_persist_path=%s" % (tmp_path / "ocs_edge.nft"),
+        "ocs_nftables_persist_conf=%s" % (tmp_path / "nftables.conf"),
+        "ocs_iptables_persist_path=%s" % (tmp_path / "rules.v4"),
+        "ocs_report_dir=%s" % (tmp_path / "report")]))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
@@ -75,7 +81,7 @@ def _drift_iptables(ns, rule_id, rogue):
 def _check(backend, netns, tmp_path):
     case = CASES[backend]
     ns, fw = netns.first, case["fw"]
-    _deploy(ns, fw)
+    _deploy(ns, fw, tmp_path)
     rid, (proto, dst, port) = case["delete"]
     both, _out = _query(ns, tmp_path, fw, proto, dst, port)
     assert both["policy"]["allowed"] and both["live"]["allowed"], both["live"]["text"]
