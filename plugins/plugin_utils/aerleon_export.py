@@ -104,8 +104,12 @@ def definitions(policy):
     }
 
 
+# libyaml's emitter when PyYAML has it: the pure-Python one takes most of a large export.
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def _dump(data):
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=1000)
+    return yaml.dump(data, Dumper=_DUMPER, sort_keys=False, default_flow_style=False, width=1000)
 
 
 def term(pfrule, interfaces=None):
