@@ -11,53 +11,11 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.policy import (
-    ALL_VARS,
-    KNOWN_VARS,
-    OCS_LIKE,
-    UNREAD,
-    PolicyError,
-    build_policy,
-)
+from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.policy import PolicyError
+from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.hostvars_view import policy_from_hostvars
 from ansible_collections.ocs.edge_firewall.plugins.module_utils.platforms import PLATFORMS
 from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.matrix import port_matrix
 from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.plain import plain
-
-
-def _host_view(hv, shared):
-    """One host's ocs_* variables as plain data.
-
-    A group variable (ocs_arrays, ocs_sites, ...) is the same raw object on every host of the
-    group: it is converted once and shared, not once per host (10,000 hosts x a 10,000-entry
-    ocs_arrays would be quadratic). Only values without a template are shared, since a template
-    may depend on the host.
-    """
-    raw = getattr(hv, "_vars", None)  # HostVarsVars: the untemplated variables
-    view = {}
-    for var in hv:
-        if var not in ALL_VARS and not OCS_LIKE.match(var):
-            continue
-        value = raw.get(var) if isinstance(raw, Mapping) else None
-        if var not in ALL_VARS:
-            if var not in KNOWN_VARS:
-                view[var] = UNREAD  # named in the unknown-variable check; never templated
-            continue
-        elif isinstance(value, (Mapping, list)) and id(value) in shared:
-            view[var] = shared[id(value)][1]
-        else:
-            converted = plain(hv[var])
-            if isinstance(value, (Mapping, list)) and not _has_template(value):
-                shared[id(value)] = (value, converted)  # keeps value alive, so its id is not reused
-            view[var] = converted
-    return view
-
-
-def _has_template(value):
-    if isinstance(value, Mapping):
-        return any(_has_template(k) or _has_template(v) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return any(_has_template(v) for v in value)
-    return isinstance(value, str) and ("{{" in value or "{%" in value or "{#" in value)
 
 
 def edge_policy(hostvars, hosts=None):
@@ -65,12 +23,8 @@ def edge_policy(hostvars, hosts=None):
     if not isinstance(hostvars, Mapping):
         raise AnsibleFilterError("edge_policy expects hostvars (a mapping of host -> vars), got %s"
                                  % type(hostvars).__name__)
-    names = list(hosts) if hosts is not None else list(hostvars.keys())
-    view, shared = {}, {}
-    for host in names:
-        view[str(host)] = _host_view(hostvars[host], shared)
     try:
-        return build_policy(view)
+        return policy_from_hostvars(hostvars, hosts)
     except PolicyError as exc:
         raise AnsibleFilterError(str(exc)) from None
 

@@ -107,6 +107,7 @@ NOT_A_HOST = (
     ("255.255.255.255/32", "is the limited broadcast address"),
     ("240.0.0.0/4", "is in the reserved range 240.0.0.0/4"),
 )
+_NOT_A_HOST_NETS = tuple((netaddr.IPNetwork(block), why) for block, why in NOT_A_HOST)  # parsed once
 
 # What a platform refuses beyond the platform table (module_utils/platforms.py), checked here so
 # that no firewall is changed when another would fail: whether 0.0.0.0/0 as a management source
@@ -170,8 +171,8 @@ def _parse_address(value):
         return None, "%r is IPv6; the edge policy is IPv4 only" % value
     if str(addr) != value:
         return None, "%r is not written in canonical dotted-quad form (%s)" % (value, addr)
-    for block, why in NOT_A_HOST:
-        if addr in netaddr.IPNetwork(block):
+    for block, why in _NOT_A_HOST_NETS:
+        if addr in block:
             return None, "%s %s; no server can have it" % (value, why)
     return value, None
 
@@ -193,8 +194,8 @@ def _parse_network(value):
         return None, "%r has host bits set (did you mean %s?)" % (value, net.cidr)
     if "/" not in value and str(net.ip) != value:
         return None, "%r is not written in canonical dotted-quad form (%s)" % (value, net.ip)
-    for block, why in NOT_A_HOST:
-        if net.prefixlen > 0 and net in netaddr.IPNetwork(block):
+    for block, why in _NOT_A_HOST_NETS:
+        if net.prefixlen > 0 and net in block:
             return None, "%s %s; no management host can have it" % (value, why)
     return (str(net.cidr) if "/" in value else str(net.ip)), None
 

@@ -1,0 +1,109 @@
+"""The policy_export action (playbooks/export_policy.yml) through the real Ansible engine:
+what it writes, that it writes only what changed, prunes only its own stale files, and
+honours check mode, diff mode and a controller without Graphviz."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from inventory_loader import REPO, example
+
+from ansible.plugins.filter.core import to_nice_json
+
+from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.export import export_texts, policy_json, stale_files
+from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.policy import build_policy
+
+BIN = Path(sys.executable).parent
+
+
+def export(inventory, dest, *extra, env=None):
+    env = dict(env or os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    return subprocess.run([str(BIN / "ansible-playbook"), "playbooks/export_policy.yml", "-i", "inventories/%s" % inventory,
+                           "-e", "ocs_policy_export_dir=%s" % dest, *extra],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def recap_changed(run):
+    line = [ln for ln in run.stdout.splitlines() if ln.startswith("localhost")][-1]
+    return int(line.split("changed=")[1].split()[0])
+
+
+@pytest.mark.parametrize("topology", ["multi_site", "consolidated"])
+def test_policy_json_is_what_to_nice_json_writes(topology):
+    """The action writes policy.json itself; it must stay byte-equal to the filter route."""
+    policy = build_policy(example(topology))
+    assert policy_json(policy) == to_nice_json(policy, indent=2) + "\n"
+
+
+def test_owned_patterns_do_not_cross_folders(tmp_path):
+    for rel in ("aerleon/policies/pol/fw-old.yaml", "aerleon/policies/pol/keep/fw.yaml", "figure7-x.svg",
+                "notes/figure7-x.svg", "aerleon/def/mine.txt", "policy.json.bak"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x")
+    assert stale_files(str(tmp_path), ["aerleon", "figures", "policy"], keep=set()) == [
+        "aerleon/policies/pol/fw-old.yaml", "figure7-x.svg"]
+
+
+def test_second_export_changes_nothing_and_renders_nothing(tmp_path):
+    first = export("multi_site", tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr
+    texts = export_texts(build_policy(example("multi_site")))
+    for rel, text in texts.items():
+        assert (tmp_path / rel).read_text() == text, rel
+    if shutil.which("dot"):
+        assert (tmp_path / "figure7-central.svg").read_bytes().startswith(b"<?xml")
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
+    second = export("multi_site", tmp_path)
+    assert second.returncode == 0 and recap_changed(second) == 0, second.stdout
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()} == stamps
+
+
+def test_a_removed_firewall_loses_its_files_and_nothing_else(tmp_path):
+    assert export("multi_site", tmp_path).returncode == 0
+    (tmp_path / "README.txt").write_text("the team's own file")
+    (tmp_path / "aerleon" / "policies" / "pol" / "site-notes.txt").write_text("also theirs")
+    run = export("single_site", tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    single = build_policy(example("single_site"))
+    left = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
+    pol = {rel for rel in left if rel.startswith("aerleon/policies/pol/") and rel.endswith(".yaml")}
+    assert pol == {"aerleon/policies/pol/%s.yaml" % n for n in single["firewalls"]
+                   if single["firewalls"][n]["mode"] == "network" or single["firewalls"][n]["platform"] in ("nftables", "iptables")}
+    assert not any(rel.startswith("figure7-branch1") for rel in left)
+    assert {"README.txt", "aerleon/policies/pol/site-notes.txt"} <= left
+    assert json.loads((tmp_path / "policy.json").read_text()) == single
+
+
+def test_check_mode_writes_nothing_and_reports_the_files(tmp_path):
+    dest = tmp_path / "out"
+    run = export("single_site", dest, "--check", "-v")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert not dest.exists()
+    assert recap_changed(run) == 1
+    assert "policy.json" in run.stdout and "port-matrix.md" in run.stdout
+
+
+def test_diff_shows_the_changed_matrix_and_names_large_files(tmp_path):
+    assert export("single_site", tmp_path).returncode == 0
+    matrix = tmp_path / "port-matrix.md"
+    matrix.write_text(matrix.read_text().replace("| central-t14-f5-out |", "| edited-by-hand |"))
+    run = export("single_site", tmp_path, "--check", "--diff")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "-| edited-by-hand |" in run.stdout and "+| central-t14-f5-out |" in run.stdout
+    assert "edited-by-hand" in matrix.read_text()  # check mode left it
+
+
+def test_without_graphviz_the_sources_are_written_with_a_warning(tmp_path):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    os.symlink(sys.executable, bindir / "python3")
+    env = dict(os.environ, PATH="%s:%s" % (bindir, BIN))  # no /usr/bin: no dot
+    run = export("single_site", tmp_path / "out", env=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Graphviz dot is not installed here" in run.stdout + run.stderr
+    assert (tmp_path / "out" / "figure7-central.gv").exists()
+    assert not list((tmp_path / "out").glob("figure7-*.svg"))
