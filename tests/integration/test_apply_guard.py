@@ -7,6 +7,8 @@ import time
 
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import apply_guard as ag
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import iptables
+from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.policy import build_policy
+from inventory_loader import example
 from netns_harness import markers, module_result, netns_fixture, playbook, run
 
 pytestmark = markers("nftables", ("ip", "nft", "iptables-save", "iptables-restore"))
@@ -19,6 +21,21 @@ def guard(ns, tmp_path, **args):
     args.setdefault("method", "process")
     doc, _proc = playbook(ns, tmp_path, [{"name": "guard", "ocs.edge_firewall.apply_guard": args}], diff=False)
     return module_result(doc)
+
+
+def ruleset(ns, tmp_path, args, check=False):
+    doc, _proc = playbook(ns, tmp_path, [{"name": "ipt", "ocs.edge_firewall.iptables_ruleset": args}], check=check)
+    return module_result(doc)
+
+
+# fail2ban: its chain, a ban, its jump in INPUT (the management jump must stay after it)
+F2B = """*filter
+:f2b-sshd - [0:0]
+-A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd
+-A f2b-sshd -s 192.0.2.66/32 -j REJECT --reject-with icmp-port-unreachable
+-A f2b-sshd -j RETURN
+COMMIT
+"""
 
 
 def sh(ns, *argv, **kw):
@@ -148,6 +165,30 @@ def test_iptables_rollback_removes_a_management_chain_the_apply_added(netns, tmp
     sh(ns, "iptables", "-A", "INPUT", "-j", "OCS-EDGE-MGMT")
     assert wait_state(tmp_path / "guards" / "ocs_edge", "rolled_back", 15)
     assert sh(ns, "iptables", "-S").stdout == before
+
+
+def test_iptables_rollback_of_a_real_apply_reads_back_in_sync(netns, tmp_path):
+    """The real iptables_ruleset applies fw-int next to fail2ban's jump in INPUT; armed, then the
+    module's own transaction for another management network; after the rollback the module in
+    check mode finds the first rule set again (OCS-EDGE-MGMT once, its jump last: no drift)."""
+    ns = netns.first
+    run(["ip", "netns", "exec", ns, "iptables-restore", "--noflush"], input=F2B)
+    fw = dict(build_policy(example("single_site"))["firewalls"]["fw-int"],
+              interfaces={"perimeter": "eth1", "internal": "eth0"})
+    args = {"firewall": fw, "name": "fw-int", "persist_path": str(tmp_path / "rules.v4")}
+    assert ruleset(ns, tmp_path, args)["changed"] is True
+    before = sh(ns, "iptables", "-S").stdout
+    assert guard(ns, tmp_path, state="armed", platform="iptables", timeout=5)["guard_state"] == "armed"
+    other = dict(fw, management=dict(fw["management"], sources=["10.123.0.0/24"]))
+    live = iptables.parse_save(sh(ns, "iptables-save", "-t", "filter").stdout)
+    script = iptables.render_transaction(iptables.desired_state(other, "fw-int"), live)
+    run(["ip", "netns", "exec", ns, "iptables-restore", "--noflush"], input=script)
+    assert "10.123.0.0/24" in sh(ns, "iptables", "-S", "OCS-EDGE-MGMT").stdout
+
+    assert wait_state(tmp_path / "guards" / "ocs_edge", "rolled_back", 15)
+    assert sh(ns, "iptables", "-S").stdout == before
+    res = ruleset(ns, tmp_path, args, check=True)
+    assert res["changed"] is False, json.dumps(res)[:3000]
 
 
 def test_merge_owned_replaces_only_owned_lines():
