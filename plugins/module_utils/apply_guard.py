@@ -46,17 +46,20 @@ def is_owned(line, prefix):
     return False
 
 
-def merge_owned(current, snapshot, prefix):
+def merge_owned(current, snapshot, prefix, tails):
     """iptables-save -t filter text ``current`` with its owned lines replaced by the owned lines of
-    ``snapshot``: owned chains declared after the others, jumps first in their built-in chain."""
+    ``snapshot``: owned chains declared after the others, jumps first in their built-in chain,
+    except the jumps to the chains in ``tails`` (<prefix>-MGMT), last in theirs (after the bans)."""
     keep = [l for l in current.splitlines() if not is_owned(l, prefix)]
     owned = [l for l in snapshot.splitlines() if is_owned(l, prefix)]
     decls = [l for l in owned if l.startswith(":")]
     jumps = [l for l in owned if l.startswith("-A ") and not l.split()[1].startswith(prefix + "-")]
+    last = [l for l in jumps if l.split()[l.split().index("-j") + 1] in tails]
     rules = [l for l in owned if l.startswith("-A ") and l.split()[1].startswith(prefix + "-")]
     last_decl = max([i for i, l in enumerate(keep) if l.startswith(":") or l.startswith("*")] or [-1])
     commit = keep.index("COMMIT") if "COMMIT" in keep else len(keep)
-    out = keep[:last_decl + 1] + decls + jumps + keep[last_decl + 1:commit] + rules + keep[commit:]
+    out = keep[:last_decl + 1] + decls + [l for l in jumps if l not in last] + keep[last_decl + 1:commit] \
+        + rules + last + keep[commit:]
     return "\n".join(out) + "\n"
 
 
@@ -66,7 +69,7 @@ def restore_rules(g):
     else:
         current = subprocess.run([g["iptables_save"], "-t", "filter"], capture_output=True, text=True, check=True).stdout
         with open(os.path.join(GUARD, "snapshot.rules")) as f:
-            merged = merge_owned(current, f.read(), g["prefix"])
+            merged = merge_owned(current, f.read(), g["prefix"], g["tails"])
         proc = subprocess.run([g["iptables_restore"], "-T", "filter"], input=merged, capture_output=True, text=True)
     return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
 

@@ -111,6 +111,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import apply_guard as ag
+from ansible_collections.ocs.edge_firewall.plugins.module_utils import iptables as ipt
 
 
 def _snapshot_rules(module, p, guard):
@@ -131,7 +132,12 @@ def _snapshot_rules(module, p, guard):
     if rc != 0:
         module.fail_json(msg="apply_guard: iptables-save failed (nothing armed): %s" % err.strip())
     ag.write_text(os.path.join(guard, "snapshot.rules"), out)
-    return {"iptables_save": save, "iptables_restore": restore, "prefix": p["chain_prefix"]}
+    try:
+        # the chains jumped to from the end of their built-in chain (management, after the bans)
+        tails = [ipt.chain_names(p["chain_prefix"])[kind] for kind in ipt.TAILS]
+    except ipt.IptError as exc:
+        module.fail_json(msg="apply_guard: %s (nothing armed)" % exc)
+    return {"iptables_save": save, "iptables_restore": restore, "prefix": p["chain_prefix"], "tails": tails}
 
 
 def _use_systemd(module, method):

@@ -43,89 +43,17 @@ author:
   - OCS edge firewall maintainers (@ocs-edge)
 requirements:
   - nft (nftables >= 0.9.7) on the managed host, run as root
+extends_documentation_fragment:
+  - ocs.edge_firewall.firewall
+  - ocs.edge_firewall.firewall.linux
 options:
   firewall:
+    # its keys (suboptions): doc fragment ocs.edge_firewall.firewall
     description:
       - The FIREWALL dict of the policy (keys C(mode), C(platform), C(interfaces),
         C(management), C(rules)). Mutually exclusive with O(rules).
       - C(platform), when given, must be C(nftables).
     type: dict
-    suboptions:
-      side:
-        description: Which firewall of the page this is; C(host) for a server protecting itself.
-        type: str
-        choices: [internal, external, host]
-      site:
-        description: The site the firewall belongs to (C(central) or a remote site's name).
-        type: str
-      platform:
-        description: Enforcement platform of the policy; when given it must be C(nftables) for this module.
-        type: str
-        choices: [nftables, iptables, pfsense, windows]
-      mode:
-        description: C(network) (a router between zones) or C(host) (protects itself).
-        type: str
-        choices: [network, host]
-      interfaces:
-        description: Zone (C(internet), C(perimeter), C(internal)) -> interface name; C({}) when not given.
-        type: dict
-      management:
-        description: Who may always reach the firewall itself (never empty for a Linux firewall).
-        type: dict
-        suboptions:
-          sources:
-            description: CIDRs or addresses of the management hosts.
-            type: list
-            elements: str
-          ports:
-            description: TCP ports of the management connection (numbers or strings).
-            type: list
-            elements: raw
-      rules:
-        description:
-          - The PFRULE list, in order. Each also carries C(table), C(figure), C(server_role),
-            C(service) and C(direction), copied from the seed row.
-        type: list
-        elements: dict
-        suboptions:
-          id:
-            description: Rule id, unique in the policy, for example C(central-t20-f14-out).
-            type: str
-          protocol:
-            description: Transport protocol.
-            type: str
-            choices: [tcp, udp]
-          src:
-            description: Source addresses (IPs or CIDRs); null for any.
-            type: list
-            elements: str
-          dst:
-            description: Destination addresses (IPs or CIDRs); null for any.
-            type: list
-            elements: str
-          sport:
-            description: Source ports, C(N) or C(N-M); null for any.
-            type: list
-            elements: str
-          dport:
-            description: Destination ports, C(N) or C(N-M); null for any.
-            type: list
-            elements: str
-          src_zone:
-            description: Zone the first packet comes from.
-            type: str
-            choices: [internet, perimeter, internal]
-          dst_zone:
-            description: Zone the first packet goes to.
-            type: str
-            choices: [internet, perimeter, internal]
-          chain:
-            description: C(forward) on a network firewall; C(input) or C(output) on a host firewall.
-            type: str
-            choices: [forward, input, output]
-          comment:
-            description: Text carried by every rendered rule (rule id, seed table, figure, role, service).
-            type: str
   rules:
     description:
       - The PFRULE list, when O(firewall) is not given. Each PFRULE needs C(protocol)
@@ -134,16 +62,6 @@ options:
         C(src_zone)/C(dst_zone) select interfaces.
     type: list
     elements: dict
-  mode:
-    description: C(network) (forward chain) or C(host) (input/output chains). Used with O(rules).
-    type: str
-    choices: [network, host]
-    default: network
-  management:
-    description:
-      - "C({sources: [CIDR, ...], ports: [22]}): who may always reach the firewall itself.
-        Used with O(rules). Must not be empty: the management connection is never cut."
-    type: dict
   interfaces:
     description:
       - Zone -> interface name (C(internet), C(perimeter), C(internal)). Used with O(rules).
@@ -190,31 +108,6 @@ options:
         when absent. Empty string to leave it alone.
     type: path
     default: /etc/nftables.conf
-  lock_timeout:
-    description:
-      - Seconds to wait for another run of the collection on this host (file lock in /run/lock)
-        before failing with nothing changed. Two runs never interleave their read, apply and persist.
-    type: int
-    default: 120
-  conntrack_flush:
-    description:
-      - After a correction removes an accept rule, delete the conntrack entries of the connections
-        that rule let in and no desired rule allows (C(conntrack -D)); otherwise they keep flowing,
-        as replies, until they time out. Only entries of the removed rule's chain are considered
-        (forward, input or output of this host). Needs the C(conntrack) tool (a warning without it).
-      - In check mode the entries are listed, not deleted. C(false) keeps them.
-    type: bool
-    default: true
-  nat_check:
-    description:
-      - "NAT that would translate the A/V Edge's address on this firewall's side (the page: the
-        firewalls must not NAT it): C(fail) (default) stops before anything is changed, naming
-        table, chain and rule; C(warn) only warns."
-      - "The A/V addresses are the FIREWALL's C(no_nat) list when the policy gives one, else the
-        perimeter-side addresses of its C(av_edge) rules."
-    type: str
-    choices: [fail, warn]
-    default: fail
   foreign_check:
     description:
       - "Base chains of other tables on the same hooks (iptables-nft's C(ip filter), docker's,

@@ -58,8 +58,11 @@ author:
 requirements:
   - A Python 3 interpreter on the pfSense host (pfSense ships C(/usr/local/bin/python3.11);
     set C(ansible_python_interpreter) to it), and a root SSH login.
+extends_documentation_fragment:
+  - ocs.edge_firewall.firewall
 options:
   firewall:
+    # its keys (suboptions): doc fragment ocs.edge_firewall.firewall
     description:
       - The FIREWALL dict of the policy (keys C(platform), C(mode), C(interfaces), C(rules),
         C(management), C(no_nat)). C(platform), when given, must be C(pfsense); C(mode) must be
@@ -69,82 +72,6 @@ options:
         C(internal)) to the pfSense interface id (C(wan), C(lan), C(optN), lower case) present in config.xml.
     type: raw
     required: true
-    suboptions:
-      side:
-        description: Which firewall of the page this is; C(host) for a server protecting itself.
-        type: str
-        choices: [internal, external, host]
-      site:
-        description: The site the firewall belongs to (C(central) or a remote site's name).
-        type: str
-      platform:
-        description: Enforcement platform of the policy; when given it must be C(pfsense) for this module.
-        type: str
-        choices: [nftables, iptables, pfsense, windows]
-      mode:
-        description: C(network) (a router between zones) or C(host) (protects itself).
-        type: str
-        choices: [network, host]
-      interfaces:
-        description: Zone (C(internet), C(perimeter), C(internal)) -> interface name; C({}) when not given.
-        type: dict
-      management:
-        description: Who may always reach the firewall itself (never empty for a Linux firewall).
-        type: dict
-        suboptions:
-          sources:
-            description: CIDRs or addresses of the management hosts.
-            type: list
-            elements: str
-          ports:
-            description: TCP ports of the management connection (numbers or strings).
-            type: list
-            elements: raw
-      rules:
-        description:
-          - The PFRULE list, in order. Each also carries C(table), C(figure), C(server_role),
-            C(service) and C(direction), copied from the seed row.
-        type: list
-        elements: dict
-        suboptions:
-          id:
-            description: Rule id, unique in the policy, for example C(central-t20-f14-out).
-            type: str
-          protocol:
-            description: Transport protocol.
-            type: str
-            choices: [tcp, udp]
-          src:
-            description: Source addresses (IPs or CIDRs); null for any.
-            type: list
-            elements: str
-          dst:
-            description: Destination addresses (IPs or CIDRs); null for any.
-            type: list
-            elements: str
-          sport:
-            description: Source ports, C(N) or C(N-M); null for any.
-            type: list
-            elements: str
-          dport:
-            description: Destination ports, C(N) or C(N-M); null for any.
-            type: list
-            elements: str
-          src_zone:
-            description: Zone the first packet comes from.
-            type: str
-            choices: [internet, perimeter, internal]
-          dst_zone:
-            description: Zone the first packet goes to.
-            type: str
-            choices: [internet, perimeter, internal]
-          chain:
-            description: C(forward) on a network firewall; C(input) or C(output) on a host firewall.
-            type: str
-            choices: [forward, input, output]
-          comment:
-            description: Text carried by every rendered rule (rule id, seed table, figure, role, service).
-            type: str
   default_deny:
     description: Add the default-deny block rules (and the management pass) after the policy's pass rules; false for pass-only.
     type: bool

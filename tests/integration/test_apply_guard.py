@@ -6,6 +6,9 @@ import time
 
 
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import apply_guard as ag
+from ansible_collections.ocs.edge_firewall.plugins.module_utils import iptables
+from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.policy import build_policy
+from inventory_loader import example
 from netns_harness import markers, module_result, netns_fixture, playbook, run
 
 pytestmark = markers("nftables", ("ip", "nft", "iptables-save", "iptables-restore"))
@@ -18,6 +21,21 @@ def guard(ns, tmp_path, **args):
     args.setdefault("method", "process")
     doc, _proc = playbook(ns, tmp_path, [{"name": "guard", "ocs.edge_firewall.apply_guard": args}], diff=False)
     return module_result(doc)
+
+
+def ruleset(ns, tmp_path, args, check=False):
+    doc, _proc = playbook(ns, tmp_path, [{"name": "ipt", "ocs.edge_firewall.iptables_ruleset": args}], check=check)
+    return module_result(doc)
+
+
+# fail2ban: its chain, a ban, its jump in INPUT (the management jump must stay after it)
+F2B = """*filter
+:f2b-sshd - [0:0]
+-A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd
+-A f2b-sshd -s 192.0.2.66/32 -j REJECT --reject-with icmp-port-unreachable
+-A f2b-sshd -j RETURN
+COMMIT
+"""
 
 
 def sh(ns, *argv, **kw):
@@ -104,6 +122,75 @@ def test_iptables_rolls_back_only_the_owned_chains(netns, tmp_path):
     assert after.index("-A INPUT -j OCS-EDGE-IN") < after.index("-A INPUT -j DOCKER")      # the jump first again
 
 
+def test_iptables_rollback_keeps_the_management_chain_and_its_jump_last(netns, tmp_path):
+    """The management accepts live in OCS-EDGE-MGMT, jumped to from the END of INPUT (after the
+    bans of fail2ban & co.): the rollback restores that chain once and its jump last, not first."""
+    ns = netns.first
+    ipt = ["ip", "netns", "exec", ns, "iptables"]
+    for argv in (["-N", "OCS-EDGE-IN"], ["-A", "OCS-EDGE-IN", "-p", "tcp", "--dport", "22", "-j", "RETURN"],
+                 ["-N", "OCS-EDGE-MGMT"], ["-A", "OCS-EDGE-MGMT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT"],
+                 ["-N", "f2b-sshd"], ["-A", "f2b-sshd", "-s", "198.51.100.7/32", "-j", "REJECT"],
+                 ["-I", "INPUT", "1", "-j", "OCS-EDGE-IN"], ["-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "f2b-sshd"],
+                 ["-A", "INPUT", "-j", "OCS-EDGE-MGMT"]):
+        run(ipt + argv)
+    before = sh(ns, "iptables", "-S").stdout
+
+    res = guard(ns, tmp_path, state="armed", platform="iptables", timeout=5)
+    assert res["guard_state"] == "armed", res
+    # the "apply" (other management port), and fail2ban bans someone meanwhile
+    run(ipt + ["-F", "OCS-EDGE-MGMT"])
+    run(ipt + ["-A", "OCS-EDGE-MGMT", "-p", "tcp", "--dport", "2222", "-j", "ACCEPT"])
+    run(ipt + ["-I", "f2b-sshd", "1", "-s", "203.0.113.9/32", "-j", "REJECT"])
+
+    assert wait_state(tmp_path / "guards" / "ocs_edge", "rolled_back", 15)
+    assert guard(ns, tmp_path, state="status")["status"]["ok"] is True
+    after = sh(ns, "iptables", "-S").stdout.splitlines()
+    ban = "-A f2b-sshd -s 203.0.113.9/32 -j REJECT --reject-with icmp-port-unreachable"
+    assert sorted(after) == sorted(before.splitlines() + [ban])
+    assert [l for l in after if l.startswith("-A INPUT ")] == [
+        "-A INPUT -j OCS-EDGE-IN", "-A INPUT -p tcp -m tcp --dport 22 -j f2b-sshd", "-A INPUT -j OCS-EDGE-MGMT"]
+    live = iptables.parse_save(sh(ns, "iptables-save", "-t", "filter").stdout)
+    assert [j["last"] for j in live["jumps"]["INPUT"]] == [False, True]
+
+
+def test_iptables_rollback_removes_a_management_chain_the_apply_added(netns, tmp_path):
+    """Snapshot from before the management chain existed: the rollback deletes it and its jump."""
+    ns = netns.first
+    sh(ns, "iptables", "-N", "OCS-EDGE-IN")
+    sh(ns, "iptables", "-I", "INPUT", "1", "-j", "OCS-EDGE-IN")
+    before = sh(ns, "iptables", "-S").stdout
+    assert guard(ns, tmp_path, state="armed", platform="iptables", timeout=5)["guard_state"] == "armed"
+    sh(ns, "iptables", "-N", "OCS-EDGE-MGMT")
+    sh(ns, "iptables", "-A", "OCS-EDGE-MGMT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT")
+    sh(ns, "iptables", "-A", "INPUT", "-j", "OCS-EDGE-MGMT")
+    assert wait_state(tmp_path / "guards" / "ocs_edge", "rolled_back", 15)
+    assert sh(ns, "iptables", "-S").stdout == before
+
+
+def test_iptables_rollback_of_a_real_apply_reads_back_in_sync(netns, tmp_path):
+    """The real iptables_ruleset applies fw-int next to fail2ban's jump in INPUT; armed, then the
+    module's own transaction for another management network; after the rollback the module in
+    check mode finds the first rule set again (OCS-EDGE-MGMT once, its jump last: no drift)."""
+    ns = netns.first
+    run(["ip", "netns", "exec", ns, "iptables-restore", "--noflush"], input=F2B)
+    fw = dict(build_policy(example("single_site"))["firewalls"]["fw-int"],
+              interfaces={"perimeter": "eth1", "internal": "eth0"})
+    args = {"firewall": fw, "name": "fw-int", "persist_path": str(tmp_path / "rules.v4")}
+    assert ruleset(ns, tmp_path, args)["changed"] is True
+    before = sh(ns, "iptables", "-S").stdout
+    assert guard(ns, tmp_path, state="armed", platform="iptables", timeout=5)["guard_state"] == "armed"
+    other = dict(fw, management=dict(fw["management"], sources=["10.123.0.0/24"]))
+    live = iptables.parse_save(sh(ns, "iptables-save", "-t", "filter").stdout)
+    script = iptables.render_transaction(iptables.desired_state(other, "fw-int"), live)
+    run(["ip", "netns", "exec", ns, "iptables-restore", "--noflush"], input=script)
+    assert "10.123.0.0/24" in sh(ns, "iptables", "-S", "OCS-EDGE-MGMT").stdout
+
+    assert wait_state(tmp_path / "guards" / "ocs_edge", "rolled_back", 15)
+    assert sh(ns, "iptables", "-S").stdout == before
+    res = ruleset(ns, tmp_path, args, check=True)
+    assert res["changed"] is False, json.dumps(res)[:3000]
+
+
 def test_merge_owned_replaces_only_owned_lines():
     scope = {"__file__": "/nonexistent/rollback.py"}
     exec(compile(ag.ROLLBACK_PROGRAM, "rollback.py", "exec"), scope)
@@ -112,8 +199,15 @@ def test_merge_owned_replaces_only_owned_lines():
                          "-A OCS-EDGE-FWD -j DROP", "-A DOCKER -j RETURN", "COMMIT"]) + "\n"
     snapshot = "\n".join(["*filter", ":INPUT ACCEPT [0:0]", ":OCS-EDGE-IN - [0:0]", "-A INPUT -j OCS-EDGE-IN",
                           "-A INPUT -j OLD-OTHER", "-A OCS-EDGE-IN -p tcp --dport 22 -j ACCEPT", "COMMIT"]) + "\n"
-    merged = scope["merge_owned"](current, snapshot, "OCS-EDGE")
+    merged = scope["merge_owned"](current, snapshot, "OCS-EDGE", ["OCS-EDGE-MGMT"])
     assert merged.splitlines() == ["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD DROP [0:0]", ":DOCKER - [0:0]",
                                    ":OCS-EDGE-IN - [0:0]", "-A INPUT -j OCS-EDGE-IN", "-A FORWARD -j DOCKER",
                                    "-A DOCKER -j RETURN", "-A OCS-EDGE-IN -p tcp --dport 22 -j ACCEPT", "COMMIT"]
+    # the management chain's jump goes after the other rules of INPUT, its chain declared once
+    snapshot = snapshot.replace("-A INPUT -j OLD-OTHER", ":OCS-EDGE-MGMT - [0:0]\n-A INPUT -j OCS-EDGE-MGMT")
+    current = current.replace("-A FORWARD -j DOCKER", "-A FORWARD -j DOCKER\n-A INPUT -j DOCKER")
+    merged = scope["merge_owned"](current, snapshot, "OCS-EDGE", ["OCS-EDGE-MGMT"]).splitlines()
+    assert merged.count(":OCS-EDGE-MGMT - [0:0]") == 1 and merged.count("-A INPUT -j OCS-EDGE-MGMT") == 1
+    assert [l for l in merged if l.startswith("-A INPUT")] == [
+        "-A INPUT -j OCS-EDGE-IN", "-A INPUT -j DOCKER", "-A INPUT -j OCS-EDGE-MGMT"]
     assert json.loads(json.dumps(ag.nft_rollback_script("t", ""))) == "table inet t {}\ndelete table inet t\n"
