@@ -147,4 +147,4 @@ def render_figures(dest, sources, todo, workers=None):
 
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2) as pool:
         results = list(pool.map(one, todo))
-    return [r for r, _ in results if r], [e for _, e in results if e]
+    return [path for path, _err in results if path], [err for _path, err in results if err]

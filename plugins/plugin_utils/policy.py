@@ -107,7 +107,13 @@ NOT_A_HOST = (
     ("255.255.255.255/32", "is the limited broadcast address"),
     ("240.0.0.0/4", "is in the reserved range 240.0.0.0/4"),
 )
-_NOT_A_HOST_NETS = tuple((netaddr.IPNetwork(block), why) for block, why in NOT_A_HOST)  # parsed once
+
+
+@lru_cache(maxsize=1)
+def _not_a_host_nets():
+    """NOT_A_HOST parsed once (at first use: netaddr may be missing at import)."""
+    return tuple((netaddr.IPNetwork(block), why) for block, why in NOT_A_HOST)
+
 
 # What a platform refuses beyond the platform table (module_utils/platforms.py), checked here so
 # that no firewall is changed when another would fail: whether 0.0.0.0/0 as a management source
@@ -171,7 +177,7 @@ def _parse_address(value):
         return None, "%r is IPv6; the edge policy is IPv4 only" % value
     if str(addr) != value:
         return None, "%r is not written in canonical dotted-quad form (%s)" % (value, addr)
-    for block, why in _NOT_A_HOST_NETS:
+    for block, why in _not_a_host_nets():
         if addr in block:
             return None, "%s %s; no server can have it" % (value, why)
     return value, None
@@ -194,7 +200,7 @@ def _parse_network(value):
         return None, "%r has host bits set (did you mean %s?)" % (value, net.cidr)
     if "/" not in value and str(net.ip) != value:
         return None, "%r is not written in canonical dotted-quad form (%s)" % (value, net.ip)
-    for block, why in _NOT_A_HOST_NETS:
+    for block, why in _not_a_host_nets():
         if net.prefixlen > 0 and net in block:
             return None, "%s %s; no management host can have it" % (value, why)
     return (str(net.cidr) if "/" in value else str(net.ip)), None
