@@ -107,3 +107,28 @@ def test_without_graphviz_the_sources_are_written_with_a_warning(tmp_path):
     assert "Graphviz dot is not installed here" in run.stdout + run.stderr
     assert (tmp_path / "out" / "figure7-central.gv").exists()
     assert not list((tmp_path / "out").glob("figure7-*.svg"))
+
+
+def test_templates_and_vaulted_values_are_resolved_as_ansible_resolves_them(tmp_path):
+    """host_view reads plain values raw (fast path); a template or a vaulted value must still
+    come out as Ansible resolves it, the same in policy.json as with the inventory's literals."""
+    inv = tmp_path / "inv"
+    shutil.copytree(REPO / "inventories" / "single_site", inv)
+    (tmp_path / "pass").write_text("s3cret\n")
+    vaulted = subprocess.run([str(BIN / "ansible-vault"), "encrypt_string", "--vault-password-file", str(tmp_path / "pass"),
+                              "203.0.113.11", "--name", "ocs_external_ip"], capture_output=True, text=True, check=True).stdout
+    hosts = (inv / "hosts.yml").read_text()
+    hosts = hosts.replace("          ocs_internal_ip: 172.16.1.10\n",
+                          "          ocs_internal_ip: \"{{ ae_net }}.{{ 5 * 2 }}\"\n          ae_net: 172.16.1\n")
+    hosts = hosts.replace("          ocs_external_ip: 203.0.113.11\n",
+                          "".join("          %s\n" % line for line in vaulted.strip().splitlines()))
+    (inv / "hosts.yml").write_text(hosts)
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_VAULT_PASSWORD_FILE=str(tmp_path / "pass"))
+    run = subprocess.run([str(BIN / "ansible-playbook"), "playbooks/export_policy.yml", "-i", str(inv),
+                          "-e", "ocs_policy_export_dir=%s" % (tmp_path / "out"), "-e", "ocs_next_hop={{ '10.10.1.' ~ 20 }}"],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "{{" in hosts and "$ANSIBLE_VAULT" in hosts
+    written = json.loads((tmp_path / "out" / "policy.json").read_text())
+    expected = build_policy(example("single_site"))
+    assert json.dumps(written, indent=1, sort_keys=True).splitlines() == json.dumps(expected, indent=1, sort_keys=True).splitlines()
