@@ -38,7 +38,8 @@ def _ip_key(addr):
 
 
 def extend_rules(rules, hostvars, dep, servers, director, site_kinds, chk, warnings):
-    """The seed RULEs with every opted-in extension applied (same list when none is set)."""
+    """-> (the seed RULEs with every opted-in extension applied (same list when none is set),
+    what the policy's `deployment` shows of the extensions: the validated values, not the inventory's)."""
     members = director_members(dep.get("ocs_director_members"), director, servers, chk)
     if members:
         rules = [_with_members(r, director, members) for r in rules]
@@ -52,7 +53,7 @@ def extend_rules(rules, hostvars, dep, servers, director, site_kinds, chk, warni
     if dep.get("ocs_extra_rules") is not None:
         rules = rules + extra_rules(dep["ocs_extra_rules"], site_kinds, chk)
     _unique_ids(rules, chk)
-    return rules
+    return rules, deployment_summary(members)
 
 
 # ------------------------------------------------------------------ Director pool members
@@ -327,9 +328,7 @@ def _unique_ids(rules, chk):
         seen.add(rule["id"])
 
 
-def deployment_summary(dep, director):
-    """What the policy's `deployment` shows of these variables (nothing when unset)."""
-    out = {}
-    if dep.get("ocs_director_members") and director:
-        out["director_members"] = sorted(dep["ocs_director_members"], key=_ip_key)
-    return out
+def deployment_summary(members):
+    """What the policy's `deployment` shows of these variables (nothing when unset): the members
+    director_members() validated and sorted, the same list the rules carry."""
+    return {"director_members": list(members)} if members else {}
