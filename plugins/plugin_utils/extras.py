@@ -38,7 +38,8 @@ def _ip_key(addr):
 
 
 def extend_rules(rules, hostvars, dep, servers, director, site_kinds, chk, warnings):
-    """The seed RULEs with every opted-in extension applied (same list when none is set)."""
+    """-> (the seed RULEs with every opted-in extension applied (same list when none is set),
+    what the policy's `deployment` shows of the extensions: the validated values, not the inventory's)."""
     members = director_members(dep.get("ocs_director_members"), director, servers, chk)
     if members:
         rules = [_with_members(r, director, members) for r in rules]
@@ -46,12 +47,13 @@ def extend_rules(rules, hostvars, dep, servers, director, site_kinds, chk, warni
     if ports:
         rules = apply_role_ports(rules, ports, chk, warnings)
     shared_address_conflicts(rules, chk)
+    nets = intranet_networks(dep.get("ocs_intranet_networks"), chk)
     if dep.get("ocs_reverse_proxy_intranet_443_outbound") is not None:
-        rules = rules + intranet_443_rules(dep, site_kinds, chk)
+        rules = rules + intranet_443_rules(dep, nets, site_kinds, chk)
     if dep.get("ocs_extra_rules") is not None:
         rules = rules + extra_rules(dep["ocs_extra_rules"], site_kinds, chk)
     _unique_ids(rules, chk)
-    return rules
+    return rules, deployment_summary(members)
 
 
 # ------------------------------------------------------------------ Director pool members
@@ -171,13 +173,39 @@ def shared_address_conflicts(rules, chk):
 
 # ------------------------------------------------------------------ the page's 443 note
 
-def intranet_443_rules(dep, site_kinds, chk):
-    """The reverse-proxy tables' note: intranet users -> Internet 443/TCP, both firewalls."""
+def intranet_networks(value, chk):
+    """ocs_intranet_networks: None (unset) or its sorted canonical CIDRs. Checked whether or not
+    the 443 opt-in is on, so a wrong value is reported the day it is written, not the day the
+    opt-in is turned on; "any" and 0.0.0.0/0 are refused: the note is for intranet users."""
+    var = "ocs_intranet_networks"
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or not value:
+        from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.policy import _type_name
+        chk.fail("group_vars", var, "must be a non-empty list of the intranet's IPv4 networks (CIDRs), got %s %r"
+                 % (_type_name(value), value))
+        return None
+    out = []
+    for i, item in enumerate(value):
+        net = chk.network(item, "group_vars", "%s[%d]" % (var, i))
+        if net is not None and net.endswith("/0"):
+            chk.fail("group_vars", "%s[%d]" % (var, i), "%s is any address, not the intranet: list the networks "
+                     "of the intranet users" % net)
+        elif net is not None:
+            out.append(net)
+    return sorted(set(out), key=_ip_key) or None
+
+
+def intranet_443_rules(dep, nets, site_kinds, chk):
+    """The reverse-proxy tables' note: intranet users -> Internet 443/TCP, both firewalls.
+    nets: ocs_intranet_networks as intranet_networks() returned it (None when unset or wrong)."""
     flag = chk.boolean(dep["ocs_reverse_proxy_intranet_443_outbound"], "group_vars",
                        "ocs_reverse_proxy_intranet_443_outbound")
     if not flag:
         return []
-    nets = _addresses(dep.get("ocs_intranet_networks"), "ocs_intranet_networks", chk, allow_any=False)
+    if dep.get("ocs_intranet_networks") is None:
+        chk.fail("group_vars", "ocs_intranet_networks", "is required when ocs_reverse_proxy_intranet_443_outbound "
+                 "is on: the list of intranet networks (CIDRs)")
     if not nets:
         return []
     from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.policy import load_catalog
@@ -250,12 +278,9 @@ def _extra_rule(spec, where, site_kinds, chk):
                  service, local, lports, remote, rports, reason=reason.strip(), extra=True)
 
 
-def _addresses(value, var, chk, allow_any=True):
+def _addresses(value, var, chk):
     """None ("any") or a sorted list of IPv4 addresses / CIDRs."""
     if value is None or value == "any":
-        if not allow_any:
-            chk.fail("group_vars", var, "is required when ocs_reverse_proxy_intranet_443_outbound is on: "
-                     "the list of intranet networks (CIDRs)")
         return None
     if not isinstance(value, (list, tuple)) or not value:
         chk.fail("group_vars", var, "must be a non-empty list of IPv4 addresses/CIDRs, or any")
@@ -303,9 +328,7 @@ def _unique_ids(rules, chk):
         seen.add(rule["id"])
 
 
-def deployment_summary(dep, director):
-    """What the policy's `deployment` shows of these variables (nothing when unset)."""
-    out = {}
-    if dep.get("ocs_director_members") and director:
-        out["director_members"] = sorted(dep["ocs_director_members"], key=_ip_key)
-    return out
+def deployment_summary(members):
+    """What the policy's `deployment` shows of these variables (nothing when unset): the members
+    director_members() validated and sorted, the same list the rules carry."""
+    return {"director_members": list(members)} if members else {}

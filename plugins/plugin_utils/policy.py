@@ -712,8 +712,8 @@ def build_policy(hostvars):
     rules = _expand(topology, site_kinds, servers, arrays, director, next_hop, chk, warnings)
     if chk.errors:
         raise PolicyError(chk.errors)
-    rules = extras.extend_rules(rules, hostvars, dict(dep, ocs_topology=topology), servers, director,
-                                site_kinds, chk, warnings)
+    rules, extras_summary = extras.extend_rules(rules, hostvars, dict(dep, ocs_topology=topology), servers,
+                                                director, site_kinds, chk, warnings)
     if chk.errors:
         raise PolicyError(chk.errors)
 
@@ -770,7 +770,7 @@ def build_policy(hostvars):
             "sites": dict(sorted(site_kinds.items())),
             "arrays": {n: dict(a) for n, a in sorted(arrays.items())},
             "servers": {n: _server_view(s) for n, s in sorted(servers.items())},
-            **extras.deployment_summary(dep, director),
+            **extras_summary,
         },
         "rules": public_rules,
         "firewalls": fw_out,

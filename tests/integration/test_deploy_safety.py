@@ -9,12 +9,10 @@ sshd). Prefix ``ocssafe-``.
   itself after the timeout, and the run reports the rollback.
 """
 import json
-import shutil
 import time
 
-import yaml
-
 from netns_harness import REPO, markers, netns_fixture, run
+from netns_inventory import consolidated_inventory
 from ssh_netns import controller_run, ssh_lab, stop
 
 pytestmark = markers("nftables", ("ip", "nft", "sshd", "ssh"))
@@ -24,26 +22,9 @@ netns = netns_fixture("ocssafe")
 
 def inventory(tmp_path, host_vars):
     """inventories/consolidated, no host firewalls, the firewalls' connection and state paths from ``host_vars``."""
-    inv = tmp_path / "inventory"
-    shutil.rmtree(inv, ignore_errors=True)
-    shutil.copytree(REPO / "inventories" / "consolidated", inv)
-    hosts = yaml.safe_load((inv / "hosts.yml").read_text())
-    fws = hosts["all"]["children"]["ocs_firewalls"]["hosts"]
-    for name, hv in host_vars.items():
-        state = tmp_path / ("state-%s" % name)
-        fws[name]["ocs_management_networks"] = ["10.77.1.0/24"]          # the controller is 10.77.1.1
-        fws[name].update(hv, ocs_nftables_persist_path=str(state / "ocs_edge.nft"),
-                         ocs_nftables_persist_conf=str(state / "nftables.conf"))
-    edge = hosts["all"]["children"]["ocs_edge_servers"]["hosts"]
-    edge["edge1"].pop("ocs_host_firewall")
-    edge["rp1"].pop("ocs_host_firewall")
-    (inv / "hosts.yml").write_text(yaml.safe_dump(hosts))
-    gv = yaml.safe_load((inv / "group_vars" / "all.yml").read_text())
-    gv.pop("ocs_policy_export_dir")
-    gv["ocs_linux_become"] = False
-    gv["ocs_nftables_boot_loader"] = False                              # namespaces have no init to enable
-    (inv / "group_vars" / "all.yml").write_text(yaml.safe_dump(gv))
-    return inv
+    managed = {name: dict({"ocs_management_networks": ["10.77.1.0/24"]}, **hv)   # the controller is 10.77.1.1
+               for name, hv in host_vars.items()}
+    return consolidated_inventory(tmp_path / "inventory", tmp_path, managed)
 
 
 def deploy(lab, tmp_path, inv, *extra):

@@ -8,14 +8,12 @@ JUnit failure for that firewall only, apply converges, drift job green again.
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
-import yaml
-
 from netns_harness import REPO, markers, netns_fixture, run
+from netns_inventory import consolidated_inventory
 
 pytestmark = markers("nftables", ("ip", "nft", "git"))
 
@@ -34,25 +32,9 @@ def interpreter(tmp_path, ns):
 def make_inventory(tmp_path, namespaces):
     """inventories/consolidated with both firewalls in namespaces and no host firewalls, in a git repo."""
     repo = tmp_path / "repo"
-    inv = repo / "inventory"
-    shutil.copytree(REPO / "inventories" / "consolidated", inv)
-    hosts = yaml.safe_load((inv / "hosts.yml").read_text())
-    fws = hosts["all"]["children"]["ocs_firewalls"]["hosts"]
-    for name, ns in zip(("fw-ext", "fw-int"), namespaces):
-        state = tmp_path / ("state-%s" % name)
-        fws[name].pop("ansible_host")
-        fws[name].update(ansible_connection="local", ansible_python_interpreter=interpreter(tmp_path, ns),
-                         ocs_nftables_persist_path=str(state / "ocs_edge.nft"),
-                         ocs_nftables_persist_conf=str(state / "nftables.conf"))
-    edge = hosts["all"]["children"]["ocs_edge_servers"]["hosts"]
-    edge["edge1"].pop("ocs_host_firewall")
-    edge["rp1"].pop("ocs_host_firewall")
-    (inv / "hosts.yml").write_text(yaml.safe_dump(hosts))
-    gv = yaml.safe_load((inv / "group_vars" / "all.yml").read_text())
-    gv.pop("ocs_policy_export_dir")
-    gv["ocs_linux_become"] = False
-    gv["ocs_nftables_boot_loader"] = False                              # namespaces have no init to enable
-    (inv / "group_vars" / "all.yml").write_text(yaml.safe_dump(gv))
+    firewalls = {name: {"ansible_connection": "local", "ansible_python_interpreter": interpreter(tmp_path, ns)}
+                 for name, ns in zip(("fw-ext", "fw-int"), namespaces)}
+    inv = consolidated_inventory(repo / "inventory", tmp_path, firewalls, drop=("ansible_host",))
     git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.test"]
     run(git[:3] + ["init", "-q"])
     run(git + ["add", "-A"])

@@ -58,6 +58,29 @@ def test_director_members_join_only_the_director_initiated_rule():
     assert pooled["deployment"]["director_members"] == ["10.10.1.11", "10.10.1.12"]
 
 
+def test_deployment_summary_shows_what_the_rules_carry(monkeypatch):
+    """deployment.director_members is the validated list the rules carry, never the inventory's
+    raw value sorted again: a validation that keeps or rewrites only some members (here a stand-in
+    keeping 10.10.1.11) is what the summary shows. Before, the raw list was re-sorted (and a value
+    of another type than the validation accepts would have reached that sort)."""
+    from ansible_collections.ocs.edge_firewall.plugins.plugin_utils import extras
+    base = with_all(example("scaled_single_site"), ocs_director_members=["10.10.1.12", "10.10.1.11"])
+    real = extras.director_members
+    monkeypatch.setattr(extras, "director_members", lambda value, *args: [m for m in real(value, *args)
+                                                                           if m == "10.10.1.11"])
+    policy = build_policy(base)
+    assert rules_by_id(policy)["central-t18-f5-out"]["remote_addresses"] == ["10.10.1.10", "10.10.1.11"]
+    assert policy["deployment"]["director_members"] == ["10.10.1.11"]
+
+
+def test_deployment_summary_without_members_is_absent():
+    from ansible_collections.ocs.edge_firewall.plugins.plugin_utils import extras
+    assert extras.deployment_summary([]) == {}
+    members = ["10.10.1.11", "10.10.1.12"]
+    summary = extras.deployment_summary(members)
+    assert summary == {"director_members": members} and summary["director_members"] is not members
+
+
 def test_director_members_errors():
     base = example("consolidated")
     assert any("ocs_director_members[0]: '10.10.1.999' is not an IPv4 address" in e

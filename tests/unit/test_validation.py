@@ -162,6 +162,36 @@ CASES = {
     "array keys of mixed types": ("scaled_single_site", lambda hv: _set_all(hv, "ocs_arrays", {
         **hv["av1"]["ocs_arrays"], "x": {"role": "av_edge", 1: 2, "b": 3}}),
         ["group_vars: ocs_arrays.x: unknown key(s) 'b', 1"]),
+    # ocs_intranet_networks is checked whether or not the 443 opt-in is on (off in the examples)
+    "intranet networks as a string": ("single_site", lambda hv: _set_all(hv, "ocs_intranet_networks", "10.10.0.0/16"),
+                                      ["group_vars: ocs_intranet_networks: must be a non-empty list of the "
+                                       "intranet's IPv4 networks (CIDRs), got a string '10.10.0.0/16'"]),
+    "intranet networks empty": ("single_site", lambda hv: _set_all(hv, "ocs_intranet_networks", []),
+                                ["group_vars: ocs_intranet_networks: must be a non-empty list"]),
+    "intranet networks as any": ("single_site", lambda hv: _set_all(hv, "ocs_intranet_networks", "any"),
+                                 ["group_vars: ocs_intranet_networks: must be a non-empty list"]),
+    "intranet network not a CIDR": ("single_site", lambda hv: _set_all(hv, "ocs_intranet_networks", ["intranet"]),
+                                    ["group_vars: ocs_intranet_networks[0]: 'intranet' is not an IPv4 address or CIDR"]),
+    "intranet network with host bits": (
+        "single_site", lambda hv: _set_all(hv, "ocs_intranet_networks", ["10.10.0.0/16", "10.20.0.1/16"]),
+        ["group_vars: ocs_intranet_networks[1]: '10.20.0.1/16' has host bits set (did you mean 10.20.0.0/16?)"]),
+    "intranet network of any address": ("single_site", lambda hv: _set_all(hv, "ocs_intranet_networks", ["0.0.0.0/0"]),
+                                        ["group_vars: ocs_intranet_networks[0]: 0.0.0.0/0 is any address"]),
+    "intranet network with a control character": (
+        "single_site", lambda hv: _set_all(hv, "ocs_intranet_networks", ["10.10.0.0/16\x00"]),
+        ["group_vars: ocs_intranet_networks[0]: '10.10.0.0/16\\x00' is not an IPv4 address or CIDR"]),
+    "intranet network with a newline": (
+        "single_site", lambda hv: _set_all(hv, "ocs_intranet_networks", ["10.10.0.0/16\n"]),
+        ["group_vars: ocs_intranet_networks[0]: '10.10.0.0/16\\n' is not an IPv4 address or CIDR"]),
+    "intranet network as a number": ("single_site", lambda hv: _set_all(hv, "ocs_intranet_networks", [10]),
+                                     ["group_vars: ocs_intranet_networks[0]: must be an IPv4 address or CIDR "
+                                      "string, got a number 10"]),
+    "intranet network IPv6": ("single_site", lambda hv: _set_all(hv, "ocs_intranet_networks", ["fd00::/8"]),
+                              ["group_vars: ocs_intranet_networks[0]: 'fd00::/8' is IPv6"]),
+    "intranet network with host bits, opt-in on": (
+        "single_site", lambda hv: (_set_all(hv, "ocs_intranet_networks", ["10.20.0.1/16"]),
+                                   _set_all(hv, "ocs_reverse_proxy_intranet_443_outbound", True)),
+        ["group_vars: ocs_intranet_networks[0]: '10.20.0.1/16' has host bits set"]),
 }
 
 

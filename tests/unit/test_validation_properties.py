@@ -287,6 +287,11 @@ def _oracles(policy, hv, host, var, value):
     assert var.split(".")[0] in ALL_VARS or var == "inventory_hostname", "unknown %s accepted" % var
     if var == "ocs_allow_nonpublic_av_addresses" and value is not None and any("allowed by ocs_allow" in w for w in policy["warnings"]):
         assert value is True or value == 1 or (isinstance(value, str) and value.strip().lower() in _TRUE), value
+    if var == "ocs_intranet_networks" and value is not None:  # checked with the 443 opt-in off too
+        assert isinstance(value, list) and value, value
+        for net in value:
+            parsed = ipaddress.IPv4Network(net)
+            assert parsed.prefixlen > 0 and net == (str(parsed) if "/" in net else str(parsed.network_address)), net
     for rule in policy["rules"]:
         for addr in (rule["local_addresses"] or []) + (rule["remote_addresses"] or []):
             if (rule.get("extra") or rule.get("note")) and "/" in addr:  # site rules take canonical CIDRs
