@@ -232,9 +232,16 @@ def aerleon_files(policy, firewalls=None):
     Windows host firewalls are left out (the collection drives Windows Firewall itself;
     docs/aerleon.md says why)."""
     files = definitions(policy)
-    for name, fw in sorted(policy["firewalls"].items()):
-        if firewalls is not None and name not in firewalls:
-            continue
+    names = sorted(n for n in policy["firewalls"] if firewalls is None or n in firewalls)
+    files.update(policy_files(policy, names))
+    return files
+
+
+def policy_files(policy, names):
+    """{policies/pol/<name>.yaml: text} for the named firewalls Aerleon can render."""
+    files = {}
+    for name in names:
+        fw = policy["firewalls"][name]
         if fw["mode"] == "host" and fw["platform"] not in NETFILTER_TARGETS:
             continue
         files["policies/pol/%s.yaml" % name] = firewall_policy(name, fw)

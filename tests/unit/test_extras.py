@@ -66,8 +66,8 @@ def test_deployment_summary_shows_what_the_rules_carry(monkeypatch):
     from ansible_collections.ocs.edge_firewall.plugins.plugin_utils import extras
     base = with_all(example("scaled_single_site"), ocs_director_members=["10.10.1.12", "10.10.1.11"])
     real = extras.director_members
-    monkeypatch.setattr(extras, "director_members", lambda value, *args: [m for m in real(value, *args)
-                                                                           if m == "10.10.1.11"])
+    monkeypatch.setattr(extras, "director_members",
+                        lambda value, *args: [m for m in real(value, *args) if m == "10.10.1.11"])
     policy = build_policy(base)
     assert rules_by_id(policy)["central-t18-f5-out"]["remote_addresses"] == ["10.10.1.10", "10.10.1.11"]
     assert policy["deployment"]["director_members"] == ["10.10.1.11"]
