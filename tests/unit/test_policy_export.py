@@ -132,3 +132,29 @@ def test_templates_and_vaulted_values_are_resolved_as_ansible_resolves_them(tmp_
     written = json.loads((tmp_path / "out" / "policy.json").read_text())
     expected = build_policy(example("single_site"))
     assert json.dumps(written, indent=1, sort_keys=True).splitlines() == json.dumps(expected, indent=1, sort_keys=True).splitlines()
+
+
+@pytest.mark.parametrize("topology", ["multi_site", "scaled_remote_site"])
+def test_forked_export_is_the_serial_export(topology):
+    policy = build_policy(example(topology))
+    assert export_texts(policy, workers=3) == export_texts(policy, workers=1)
+
+
+def test_jobs_run_in_children_and_a_child_failure_reaches_the_parent(monkeypatch):
+    from ansible_collections.ocs.edge_firewall.plugins.plugin_utils import export as export_mod
+    policy = build_policy(example("multi_site"))
+    real = export_mod._run_job
+    monkeypatch.setattr(export_mod, "_run_job", lambda pol, job: dict(real(pol, job), **{"pid-%s" % job[0]: str(os.getpid())}))
+    pids = {v for k, v in export_texts(policy, workers=2).items() if k.startswith("pid-")}
+    assert str(os.getpid()) in pids and len(pids) == 2
+
+    def broken(pol, job):
+        if job[0] == "policy" and os.getpid() != parent:
+            raise ValueError("boom in the child")
+        return real(pol, job)
+    parent = os.getpid()
+    monkeypatch.setattr(export_mod, "_share_out", lambda jobs, workers: [[j for _w, j in jobs if j[0] != "policy"],
+                                                                        [("policy",)]])
+    monkeypatch.setattr(export_mod, "_run_job", broken)
+    with pytest.raises(RuntimeError, match="boom in the child"):
+        export_texts(policy, workers=2)
