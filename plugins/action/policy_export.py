@@ -17,11 +17,10 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.export import (
     FIGURE_FORMATS,
     PARTS,
-    export_texts,
+    export_files,
     figures_to_render,
     render_figures,
     stale_files,
-    sync_files,
 )
 from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.hostvars_view import policy_from_hostvars
 from ansible_collections.ocs.edge_firewall.plugins.plugin_utils.policy import PolicyError
@@ -72,12 +71,11 @@ class ActionModule(ActionBase):
     def _export(self, policy, dest, args):
         """Write what changed, remove what is stale, render the figures whose source changed."""
         check, parts = self._task.check_mode, args["parts"]
-        texts = export_texts(policy, parts, workers=os.cpu_count() or 1)
-        changed, diffs = sync_files(dest, texts, check, self._task.diff)
-        sources = {rel: text for rel, text in texts.items() if rel.endswith(".gv")}
+        done = export_files(policy, dest, parts, os.cpu_count() or 1, check, self._task.diff)
+        changed, diffs, sources = done["changed"], done["diffs"], done["sources"]
         todo = figures_to_render(dest, sources, set(changed), args["figure_formats"])
         rendered, warnings = self._render(dest, sources, todo, check)
-        keep = set(texts) | {"%s.%s" % (rel[:-3], fmt) for rel in sources for fmt in args["figure_formats"]}
+        keep = set(done["files"]) | {"%s.%s" % (rel[:-3], fmt) for rel in sources for fmt in args["figure_formats"]}
         removed = stale_files(dest, parts, keep) if args["prune"] and os.path.isdir(dest) else []
         if not check:
             for rel in removed:
@@ -85,7 +83,7 @@ class ActionModule(ActionBase):
         out = {"changed": bool(changed or rendered or removed), "dest": dest, "written": changed + rendered,
                "removed": removed, "warnings": warnings,
                "counts": {"rules": len(policy["rules"]), "firewalls": len(policy["firewalls"]),
-                          "sites": len((policy.get("deployment") or {}).get("sites") or {}), "files": len(texts)}}
+                          "sites": len((policy.get("deployment") or {}).get("sites") or {}), "files": len(done["files"])}}
         if self._task.diff:
             out["diff"] = diffs + [{"prepared": "%s: removed\n" % rel} for rel in removed]
         return out

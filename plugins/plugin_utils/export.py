@@ -49,11 +49,29 @@ def export_texts(policy, parts=PARTS, workers=1):
 
     With workers > 1 the jobs are shared out to forked processes (the policy is inherited,
     not copied): on two cores a 10,000-server export's text takes about half the time."""
-    jobs = _jobs(policy, parts)
     files = {}
-    for result in _forked_map(policy, jobs, workers):
-        files.update(result)
+    for texts in _forked_map(policy, _jobs(policy, parts), workers, lambda texts: texts):
+        files.update(texts)
     return files
+
+
+def export_files(policy, dest, parts=PARTS, workers=1, check_mode=False, with_diff=False):
+    """Compute and write (sync_files) the export, each worker writing the files it computed.
+
+    -> {"files": every relative path, "changed": those written, "diffs": [...], "sources":
+    {figure source path: DOT text}} (the sources, to render the figures)."""
+    def write(texts):
+        changed, diffs = sync_files(dest, texts, check_mode, with_diff)
+        return {"files": list(texts), "changed": changed, "diffs": diffs,
+                "sources": {rel: text for rel, text in texts.items() if rel.endswith(".gv")}}
+    out = {"files": [], "changed": [], "diffs": [], "sources": {}}
+    for part in _forked_map(policy, _jobs(policy, parts), workers, write):
+        for key in ("files", "changed", "diffs"):
+            out[key] += part[key]
+        out["sources"].update(part["sources"])
+    out["changed"].sort()
+    out["diffs"].sort(key=lambda entry: entry["after_header"])
+    return out
 
 
 def _jobs(policy, parts):
@@ -100,29 +118,30 @@ def _share_out(jobs, workers):
     return [jobs_ for _load, jobs_ in loads]
 
 
-def _forked_map(policy, jobs, workers):
-    """The results of every job: this process runs one share, forked children the others.
+def _forked_map(policy, jobs, workers, finish):
+    """finish(texts of the job) for every job: this process runs one share, forked children
+    the others.
 
     Plain os.fork, not multiprocessing: an Ansible worker is a daemonic process and may not
     start a multiprocessing child. Serial where fork is absent or threads are running."""
     if workers <= 1 or not hasattr(os, "fork") or threading.active_count() > 1 or len(jobs) < 2:
-        return [_run_job(policy, job) for _weight, job in jobs]
+        return [finish(_run_job(policy, job)) for _weight, job in jobs]
     shares = _share_out(jobs, workers)
-    children = [_fork_share(policy, share) for share in shares[1:] if share]
-    results = [_run_job(policy, job) for job in shares[0]]
+    children = [_fork_share(policy, share, finish) for share in shares[1:] if share]
+    results = [finish(_run_job(policy, job)) for job in shares[0]]
     for pid, read_end in children:
         results += _collect(pid, read_end)
     return results
 
 
-def _fork_share(policy, share):
+def _fork_share(policy, share, finish):
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: compute, send, and leave without running the parent's cleanup
         status = 0
         try:
             os.close(read_end)
-            payload = pickle.dumps([_run_job(policy, job) for job in share], protocol=pickle.HIGHEST_PROTOCOL)
+            payload = pickle.dumps([finish(_run_job(policy, job)) for job in share], protocol=pickle.HIGHEST_PROTOCOL)
         except BaseException as exc:  # pylint: disable=broad-exception-caught
             payload, status = pickle.dumps(RuntimeError("export job failed: %r" % exc)), 1
         try:
