@@ -153,6 +153,7 @@ def test_jobs_run_in_children_and_a_child_failure_reaches_the_parent(monkeypatch
             raise ValueError("boom in the child")
         return real(pol, job)
     parent = os.getpid()
+
     def policy_to_the_child(jobs, workers):
         return [[j for _w, j in jobs if j[0] != "policy"], [("policy",)]]
     monkeypatch.setattr(export_mod, "_share_out", policy_to_the_child)
