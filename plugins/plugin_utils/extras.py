@@ -286,6 +286,8 @@ def _addresses(value, var, chk):
         chk.fail("group_vars", var, "must be a non-empty list of IPv4 addresses/CIDRs, or any")
         return None
     out = [chk.network(v, "group_vars", "%s[%d]" % (var, i)) for i, v in enumerate(value)]
+    if "0.0.0.0/0" in out:  # is any: written as any, since iptables-save drops a /0 match and
+        return None         # a rule carrying it would never read back as written
     return sorted({a for a in out if a}, key=_ip_key) or None
 
 

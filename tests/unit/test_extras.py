@@ -240,6 +240,17 @@ def test_extra_rule_errors(rule, message):
     assert any(e.startswith("group_vars: " + message) for e in errs), errs
 
 
+def test_extra_rule_with_0_0_0_0_slash_0_is_any():
+    """A /0 among the addresses is any; written as any (null), the iptables rule has no -s/-d
+    match, which iptables-save would drop from a 0.0.0.0/0 one, so it reads back as written."""
+    rule = {"name": "ntp", "firewall": "external", "direction": "outbound", "protocol": "udp", "reason": "r",
+            "remote_addresses": ["192.0.2.0/24", "0.0.0.0/0"], "remote_ports": ["123"]}
+    policy = build_policy(with_all(example("single_site"), ocs_extra_rules=[rule]))
+    assert rules_by_id(policy)["extra-central-ntp"]["remote_addresses"] is None
+    pf = next(p for p in policy["firewalls"]["fw-ext"]["rules"] if p["id"] == "extra-central-ntp")
+    assert pf["dst"] is None
+
+
 def test_extra_rule_ids_are_unique():
     rule = {"name": "dns", "firewall": "external", "direction": "outbound", "protocol": "udp", "reason": "r"}
     assert any("rule id extra-central-dns is used twice" in e
