@@ -307,6 +307,17 @@ def _apply_and_read_back(backend, desired, live):
                             % (where(backend.name, ""), backend.owned, IN_FORCE, still))
 
 
+def exit_module(module, result, failed_msg=None):
+    """exit_json / fail_json (failed_msg) with the result's warnings handed to module.warn:
+    Ansible returns them as the result's ``warnings`` (passing the key itself is deprecated)."""
+    result = dict(result)
+    for warning in result.pop("warnings", None) or []:
+        module.warn(warning)
+    if failed_msg is not None:
+        module.fail_json(msg=failed_msg, **result)
+    module.exit_json(**result)
+
+
 def run_module(module, backend, firewall):
     """The whole main() of a ruleset module: under the run lock (one run per host at a time),
     remove what killed runs left, enforce, then exit_json or fail_json."""
@@ -316,8 +327,8 @@ def run_module(module, backend, firewall):
                 remove_stale_temp(backend.persist_files())
             result = enforce(backend, firewall, module.params["state"], module.check_mode)
     except (FirewallError, lock.LockTimeout) as exc:
-        module.fail_json(msg=str(exc), changed=False, created=[], updated=[], removed=[], warnings=[])
-    module.exit_json(**result)
+        exit_module(module, dict(changed=False, created=[], updated=[], removed=[]), failed_msg=str(exc))
+    exit_module(module, result)
 
 
 # --------------------------------------------------------------------------- module options

@@ -17,7 +17,7 @@ import shlex
 import time
 
 from ansible_collections.ocs.edge_firewall.plugins.module_utils import pfsense as pflib
-from ansible_collections.ocs.edge_firewall.plugins.module_utils.backend import Backend, Changes, enforce
+from ansible_collections.ocs.edge_firewall.plugins.module_utils.backend import Backend, Changes, enforce, exit_module
 from ansible_collections.ocs.edge_firewall.plugins.module_utils.rules import FirewallError, where
 
 OPTIONS = ("default_deny", "placement", "placement_separator", "no_nat", "no_nat_scope")
@@ -168,11 +168,11 @@ def run(module):
         with backend.lock(module.check_mode):
             result = enforce(backend, module.params["firewall"], module.params["state"], module.check_mode)
     except FirewallError as exc:
-        module.fail_json(msg=str(exc), changed=False, created=[], updated=[], removed=[],
-                         warnings=backend.warnings or [], **backend.extra)
+        exit_module(module, dict(changed=False, created=[], updated=[], removed=[],
+                                 warnings=backend.warnings or [], **backend.extra), failed_msg=str(exc))
     except (IOError, OSError) as exc:
         module.fail_json(msg="%s%s: %s" % (where(backend.name, ""), getattr(exc, "filename", None)
                                            or module.params["config_path"], exc), **backend.extra)
     result["warnings"] = result["warnings"] + (backend.warnings or []) + backend.extra.pop("write_warnings", [])
     result.update(backend.extra)
-    module.exit_json(**result)
+    exit_module(module, result)

@@ -216,7 +216,7 @@ diff:
   elements: dict
 warnings:
   description: Warnings of the run (NAT found in warn mode, conntrack missing).
-  returned: always
+  returned: when there is at least one
   type: list
   elements: str
 rules:

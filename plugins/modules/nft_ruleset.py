@@ -212,7 +212,7 @@ diff:
   elements: dict
 warnings:
   description: Warnings of the run (other tables' rules that may drop the policy's flows, NAT found in warn mode, conntrack missing).
-  returned: always
+  returned: when there is at least one
   type: list
   elements: str
 script:

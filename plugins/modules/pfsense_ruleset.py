@@ -205,7 +205,7 @@ diff:
   elements: dict
 warnings:
   description: Warnings of the run (also shown by Ansible).
-  returned: always
+  returned: when there is at least one
   type: list
   elements: str
 backup:
