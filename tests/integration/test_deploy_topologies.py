@@ -93,8 +93,8 @@ def state(tmp_path, name, platform, ns):
         held["config.xml"] = (files / "conf" / "config.xml").read_bytes()
     else:
         held["nft"] = run(["ip", "netns", "exec", ns, "nft", "list", "ruleset"]).stdout
-        held["iptables"] = [l for l in run(["ip", "netns", "exec", ns, "iptables-save"]).stdout.splitlines()
-                            if not l.startswith("#")]
+        held["iptables"] = [line for line in run(["ip", "netns", "exec", ns, "iptables-save"]).stdout.splitlines()
+                            if not line.startswith("#")]
     return held
 
 
@@ -129,7 +129,9 @@ def assert_stopped(proc, fws, summary, tmp_path, down, platform):
     assert proc.returncode != 0, out
     assert summary["status"] == "stopped", out
     assert fws[down]["outcome"] == "not_reached", fws[down]
-    assert {e["outcome"] for name, e in fws.items() if name != down} == {"not_applied"}, fws
+    others = [e for name, e in fws.items() if name != down]
+    assert {e["outcome"] for e in others} == {"not_applied"}, fws
+    assert all(e["created"] for e in others), fws                  # their checks found rules to create
     assert "%s not_reached" % down in proc.stdout
     md = (tmp_path / "report" / "summary.md").read_text()
     assert "| %s | %s | not reached |" % (down, platform) in md
@@ -141,6 +143,7 @@ def assert_partial(proc, fws, summary, tmp_path, down, lab):
     assert proc.returncode != 0, out
     assert summary["status"] == "partial", out
     assert fws[down]["outcome"] == "not_reached"
+    assert "deploy partial:" in proc.stdout and "%s not_reached" % down in proc.stdout
     assert "PARTIAL" in (tmp_path / "report" / "summary.md").read_text()
     for name, (platform, ns) in lab.items():
         if name == down:
