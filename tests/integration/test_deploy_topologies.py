@@ -17,7 +17,8 @@ firewall is ``not_reached`` and every other ``not_applied``, and nothing changed
 (their namespaces' nftables and iptables rule sets and state files, pfSense's config.xml byte for
 byte, no filter reload). For single_site (pfSense, iptables) and multi_site (nftables, iptables)
 the deploy is run again with ``-e ocs_allow_partial=true``: the others are applied and converged,
-their rule ids are on them, the unreachable one is not reached, the summary says partial.
+their rule ids are on them, the unreachable one is not reached, the summary says partial; and once
+more: the others unchanged (nothing written, pf not reloaded again), the summary still partial.
 """
 import json
 import os
@@ -169,6 +170,13 @@ def test_unreachable_firewall_stops_the_deploy_unless_partial_is_allowed(netns, 
         return
     proc, fws, summary = deploy(netns, tmp_path, inv, "-e", "ocs_allow_partial=true")
     assert_partial(proc, fws, summary, tmp_path, down, lab)
-    for name, (platform, _) in reachable.items():
+    applied = {name: state(tmp_path, name, *fw) for name, fw in reachable.items()}
+
+    # a re-run, the firewall still unreachable: the others are in sync (unchanged), still partial
+    proc, fws, summary = deploy(netns, tmp_path, inv, "-e", "ocs_allow_partial=true")
+    assert proc.returncode != 0 and summary["status"] == "partial", proc.stdout[-6000:]
+    assert {name: e["outcome"] for name, e in fws.items()} == dict({down: "not_reached"}, **dict.fromkeys(reachable, "unchanged"))
+    for name, (platform, ns) in reachable.items():
+        assert state(tmp_path, name, platform, ns) == applied[name], name
         if platform == "pfsense":                                         # written once, pf reloaded once
             assert (tmp_path / ("state-%s" % name) / "reload.log").read_text() == "reload\n"
