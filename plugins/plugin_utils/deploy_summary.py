@@ -15,7 +15,8 @@ Inputs: the pre-apply check report and the post-apply verification report (plugi
 - ``not_checked``: not in this run (limited out).
 
 The run is ``complete`` when every firewall of the run is applied or unchanged (and converged when
-verified), ``partial`` when some were changed and others not, ``stopped`` when nothing was changed
+verified), ``partial`` when some were changed and others not (with ``allow_partial``: also when
+the others are already as the policy says, as on a re-run), ``stopped`` when nothing was changed
 because a check failed, ``failed`` otherwise. Only ``complete`` is a success. Pure.
 """
 from __future__ import annotations
@@ -64,7 +65,7 @@ def deploy_summary(preflight, applies, verify=None, allow_partial=False):
     changed = [e for e in in_run if e["outcome"] in ("applied", "rolled_back")]
     if len(good) == len(in_run):
         status = "complete"
-    elif not changed:
+    elif not changed and not (allow_partial and good):
         status = "stopped" if any(e["outcome"] == "not_applied" for e in in_run) else "failed"
     else:
         status = "partial"
@@ -75,7 +76,7 @@ def deploy_summary(preflight, applies, verify=None, allow_partial=False):
 def summary_markdown(summary):
     """One table: firewall, platform, outcome, confirmation, converged, what changed, message."""
     head = {"complete": "every firewall is as the policy says",
-            "partial": "PARTIAL: some firewalls were changed, others were not",
+            "partial": "PARTIAL: some firewalls were changed (or were already as the policy says), others were not",
             "stopped": "nothing was changed: a firewall failed its check before any change",
             "failed": "failed"}[summary["status"]]
     out = ["# Deploy: %s" % head, "",

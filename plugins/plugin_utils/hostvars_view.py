@@ -29,8 +29,10 @@ def host_view(hv, shared):
     group: it is converted once and shared, not once per host (10,000 hosts x a 10,000-entry
     ocs_arrays would be quadratic).
     """
-    raw = getattr(hv, "_vars", None)  # HostVarsVars: the untemplated variables
-    raw = raw if isinstance(raw, Mapping) else {}
+    # HostVarsVars: the untemplated variables; a plain dict (ansible-inventory --list, the plan's
+    # base inventory) is read as it is
+    raw = getattr(hv, "_vars", hv)
+    raw = raw if isinstance(raw, Mapping) else hv
     view = {}
     for var in hv:
         if var not in ALL_VARS and not OCS_LIKE.match(var):

@@ -13,20 +13,12 @@ import sys
 import xml.etree.ElementTree as ET
 
 from netns_harness import REPO, markers, netns_fixture, run
-from netns_inventory import consolidated_inventory
+from netns_inventory import consolidated_inventory, interpreter
 
 pytestmark = markers("nftables", ("ip", "nft", "git"))
 
 netns = netns_fixture("ocspipe")
 PIPELINE = REPO / "scripts" / "ocs-pipeline"
-
-
-def interpreter(tmp_path, ns):
-    """A Python that runs inside namespace ``ns`` (the firewall 'host' of the inventory)."""
-    path = tmp_path / ("python-%s" % ns)
-    path.write_text('#!/bin/sh\nexec ip netns exec %s %s "$@"\n' % (ns, sys.executable))
-    path.chmod(0o755)
-    return str(path)
 
 
 def make_inventory(tmp_path, namespaces):
