@@ -58,13 +58,19 @@ class ActionModule(ActionBase):
         _spec, args = self.validate_argument_spec(argument_spec=ARGS)
         dest = os.path.realpath(args["dest"])
         if os.path.exists(dest) and not os.path.isdir(dest):
-            raise AnsibleActionFail("dest %s exists and is not a folder" % dest)
+            raise AnsibleActionFail("dest (ocs_policy_export_dir) %s exists and is not a folder" % dest)
         with _no_cyclic_gc():
             try:
                 policy = policy_from_hostvars(task_vars["hostvars"], args["hosts"])
             except PolicyError as exc:
                 raise AnsibleActionFail(str(exc)) from None
-            result.update(self._export(policy, dest, args))
+            try:
+                result.update(self._export(policy, dest, args))
+            except (OSError, RuntimeError) as exc:
+                # no firewall is touched by an export; say which files may already be new
+                raise AnsibleActionFail("dest (ocs_policy_export_dir) %s: the export failed: %s. Each file is replaced "
+                                        "whole, so a file is either the previous one or the new one; run the "
+                                        "export again once this is fixed" % (dest, exc)) from None
         result["warnings"] = list(policy["warnings"]) + result.get("warnings", [])
         return result
 

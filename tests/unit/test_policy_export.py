@@ -160,3 +160,12 @@ def test_jobs_run_in_children_and_a_child_failure_reaches_the_parent(monkeypatch
     monkeypatch.setattr(export_mod, "_run_job", broken)
     with pytest.raises(RuntimeError, match="boom in the child"):
         export_texts(policy, workers=2)
+
+
+def test_an_unwritable_folder_is_a_clear_error_naming_the_variable(tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    run = export("single_site", tmp_path / "a-file" / "out")
+    assert run.returncode != 0
+    out = run.stdout + run.stderr
+    assert "dest (ocs_policy_export_dir) %s: the export failed" % (tmp_path / "a-file" / "out") in out, out
+    assert "Traceback" not in out
