@@ -100,8 +100,4 @@ class ActionModule(ActionBase):
             return [], []
         if check:
             return ["%s.%s" % (stem, fmt) for stem, fmt in todo], []
-        try:
-            return render_figures(dest, sources, todo)
-        except FileNotFoundError:
-            return [], ["Graphviz dot is not installed here: wrote the figure7-*.gv sources only "
-                        "(render one with dot -Tsvg -O figure7-<site>.gv, or install graphviz)"]
+        return render_figures(dest, sources, todo)

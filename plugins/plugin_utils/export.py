@@ -2,8 +2,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The policy export as files: what is written (pure) and writing it (only what changed).
 
-Used by the action ocs.edge_firewall.policy_export (playbooks/export_policy.yml). One pass
-over the policy in this process, no per-file task: a 10,000-server export writes 2,000
+Used by the action ocs.edge_firewall.policy_export (playbooks/export_policy.yml). One step
+on the controller, no per-file task: a 10,000-server export writes 2,000
 Aerleon files and 1,000 figures in seconds instead of one Ansible task iteration each.
 
 Layout under the export folder:
@@ -240,10 +240,11 @@ def figures_to_render(dest, sources, changed, formats):
 def render_figures(dest, sources, todo, workers=None):
     """Render with Graphviz dot, in parallel (dot is a process; threads only wait on it).
 
-    -> (written relative paths, error messages). Raises FileNotFoundError without dot."""
+    -> (written relative paths, warnings); without dot, nothing rendered and a warning saying so."""
     dot = shutil.which("dot")
     if dot is None:
-        raise FileNotFoundError("dot")
+        return [], ["Graphviz dot is not installed here: wrote the figure7-*.gv sources only "
+                    "(render one with dot -Tsvg -O figure7-<site>.gv, or install graphviz)"]
 
     def one(item):
         stem, fmt = item
